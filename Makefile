@@ -1,0 +1,37 @@
+# Every target creates the virtual environment it needs, so a fresh clone
+# only ever runs `make demo` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/imgconv apply -k sharpen sample_images/coffee.png out/coffee-sharpen.png
+	$(BIN)/imgconv apply -k gaussian5 -k edge3 --range abs sample_images/camera.png out/camera-gauss-edges.png
+	$(BIN)/imgconv apply -k unsharp5 sample_images/chelsea-alpha.png out/chelsea-unsharp.png
+	$(BIN)/imgconv apply -k emboss --color gray sample_images/coffee.png out/coffee-emboss-gray.png
+	$(BIN)/imgconv apply -k sobel-x --range abs sample_images/astronaut-gray16.png out/astronaut-sobel16.png
+	@echo "demo: filtered images written to out/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/python -m pyflakes imgconv tests 2>/dev/null || true
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,5 @@
+"""``python -m imgconv`` runs the command line."""
+
+from imgconv.cli import main
+
+main()

@@ -1,0 +1,258 @@
+"""The command line: click commands that parse, call the library, report.
+
+Library exceptions carry their exit code (see ``imgconv.errors``); here they
+become click's usage errors (exit 2, with the usage line) or one-line
+runtime errors (exit 1).  Heavy imports (numpy, scipy, Pillow, rich) happen
+inside the commands that need them, so ``imgconv --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import click
+
+from imgconv import __version__
+from imgconv.errors import EXIT_INTERRUPTED, EXIT_USAGE, ImgconvError
+
+GEOMETRIES = ("same", "full", "valid")
+BORDERS = ("zero", "nearest", "reflect", "mirror", "wrap")
+RANGES = ("clip", "abs", "normalize", "float")
+COLORS = ("auto", "gray", "rgb")
+BACKEND_CHOICES = ("auto", "scipy", "numpy", "pil")
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn library errors into click errors with the documented exit code."""
+    try:
+        yield
+    except ImgconvError as exc:
+        if exc.exit_code == EXIT_USAGE:
+            raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="imgconv")
+def cli() -> None:
+    """Filter images with convolution kernels and pool them.
+
+    One meaning of "convolve" on every backend: true convolution as
+    scipy.signal.convolve, zero border, round half up, clip.
+    """
+
+
+def registry_option(function):
+    return click.option(
+        "--registry",
+        "registries",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Extra YAML kernel registry (repeatable); adds to and overrides the built-in names.",
+    )(function)
+
+
+def load_kernels(specs: Sequence[str], registries: Sequence[str]):
+    """Parse every ``--kernel`` spec against one load of the registry."""
+    from imgconv.kernels import load_registry, parse_spec
+
+    registry = load_registry(registries)
+    return [parse_spec(spec, registry) for spec in specs]
+
+
+@cli.command()
+@click.option("-k", "--kernel", "specs", multiple=True, required=True, metavar="SPEC",
+              help="Registry name, rows '0,-1,0;-1,5,-1;0,-1,0', 'RxC:values', 'gaussian:sigma=S[,size=N]', "
+                   "'box:N' or '@FILE'. Repeat to chain kernels.")
+@registry_option
+@click.option("--correlate", is_flag=True, help="Apply kernels as written (correlation) instead of rotated 180 degrees.")
+@click.option("--geometry", type=click.Choice(GEOMETRIES), default="same", show_default=True,
+              help="Output size, as scipy.signal.convolve's mode.")
+@click.option("--border", type=click.Choice(BORDERS), default="zero", show_default=True,
+              help="How the image is extended past its edges (scipy.ndimage names).")
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Divide the final result by this.")
+@click.option("--offset", type=float, default=0.0, show_default=True, help="Add this to the final result.")
+@click.option("--range", "value_range", type=click.Choice(RANGES), default=None,
+              help="How results map to output values [default: clip for images, float for matrices].")
+@click.option("--relu", is_flag=True, help="Set negative results to 0 before the range step.")
+@click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
+              help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma.")
+@click.option("--depth", type=click.Choice(["8", "16"]), default=None,
+              help="Output bit depth [default: the input's; 8 for matrices].")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
+              help="Convolution engine; every backend gives the same pixels.")
+@click.option("--format", "fmt", metavar="FMT", default=None,
+              help="Output format (png, jpeg, tiff, bmp, webp, ppm, npy, csv, txt); needed for '-' unless the input's fits.")
+@click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="PNG zlib level: 1 is fast, 9 is small.")
+@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality.")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse larger images before decoding [default: 100,000,000].")
+@click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the INPUT file.")
+@click.argument("source", metavar="INPUT")
+@click.argument("target", metavar="OUTPUT")
+def apply(specs, registries, correlate, geometry, border, scale, offset, value_range, relu, color, depth,
+          backend, fmt, png_level, quality, max_pixels, in_place, source, target) -> None:
+    """Convolve INPUT with one or more kernels and write OUTPUT.
+
+    INPUT and OUTPUT may be '-' for stdin and stdout. Images (.png, .jpg,
+    .tif, ...) and matrices (.npy, .csv, .txt) are both accepted.
+
+    \b
+    Examples:
+      imgconv apply -k sharpen in.png out.png
+      imgconv apply -k gaussian5 -k edge3 --range abs in.jpg edges.png
+      imgconv apply -k '1,-1;-1,1' --geometry full A.csv -
+    """
+    from imgconv.convolve import FilterOptions
+    from imgconv.jobs import OutputOptions, apply_file
+
+    with reported():
+        kernels = load_kernels(specs, registries)
+        options = FilterOptions(geometry=geometry, border=border, correlate=correlate, backend=backend,
+                                scale=scale, offset=offset, relu=relu, value_range=value_range)
+        output = OutputOptions(fmt=fmt, depth=int(depth) if depth else None, png_level=png_level,
+                               quality=quality, in_place=in_place)
+        apply_file(source, target, kernels, options, color=color, output=output, max_pixels=max_pixels)
+
+
+# --------------------------------------------------------------------------
+# kernels
+
+
+@cli.group()
+def kernels() -> None:
+    """List the kernel registry or show one kernel."""
+
+
+@kernels.command("list")
+@registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
+def kernels_list(registries, as_json) -> None:
+    """List every kernel of the registry (built-in, IMGCONV_KERNELS, --registry)."""
+    from imgconv.kernels import format_number, load_registry
+
+    with reported():
+        registry = load_registry(registries)
+    if as_json:
+        click.echo(json.dumps([_kernel_json(k) for k in registry], indent=2))
+        return
+    header = ("name", "size", "sum", "scale", "separable", "description")
+    rows = [
+        (
+            k.name,
+            f"{k.shape[0]}x{k.shape[1]}",
+            format_number(k.total),
+            format_number(k.scale),
+            "yes" if k.separable else "no",
+            k.description,
+        )
+        for k in registry
+    ]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header, title=f"{len(rows)} kernels")
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    else:
+        widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header) - 1)]
+        for row in (header, *rows):
+            cells = [str(c).ljust(w) for c, w in zip(row, widths)]
+            click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _kernel_json(kernel) -> dict:
+    from imgconv.kernels import format_number
+
+    def number(value):
+        return int(value) if getattr(value, "denominator", None) == 1 else float(value)
+
+    return {
+        "name": kernel.name,
+        "size": list(kernel.shape),
+        "values": [[number(v) for v in row] for row in kernel.values],
+        "exact_values": [[format_number(v) for v in row] for row in kernel.values],
+        "scale": number(kernel.scale),
+        "offset": number(kernel.offset),
+        "sum": number(kernel.total),
+        "separable": kernel.separable,
+        "description": kernel.description,
+        "source": kernel.source,
+        "origin": kernel.origin,
+    }
+
+
+@kernels.command("show")
+@registry_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.argument("spec")
+def kernels_show(registries, as_json, spec) -> None:
+    """Show the resolved matrix of SPEC (a name, inline or parametric spec)."""
+    from imgconv.kernels import format_number
+
+    with reported():
+        (kernel,) = load_kernels([spec], registries)
+    if as_json:
+        click.echo(json.dumps(_kernel_json(kernel), indent=2))
+        return
+    cells = [[format_number(v) for v in row] for row in kernel.values]
+    width = max(len(c) for row in cells for c in row)
+    click.echo(f"{kernel.name}  {kernel.shape[0]}x{kernel.shape[1]}" + (f"  {kernel.description}" if kernel.description else ""))
+    for row in cells:
+        click.echo("  [ " + "  ".join(c.rjust(width) for c in row) + " ]")
+    click.echo(f"sum:       {format_number(kernel.total)}")
+    click.echo(f"scale:     {format_number(kernel.scale)}  (out = conv / scale + offset)")
+    click.echo(f"offset:    {format_number(kernel.offset)}")
+    factors = kernel.factors()
+    if factors:
+        column, row = factors
+        click.echo("separable: yes, column [" + ", ".join(map(format_number, column)) + "] x row ["
+                   + ", ".join(map(format_number, row)) + "]")
+    else:
+        click.echo("separable: no")
+    click.echo(f"origin:    {kernel.origin}" + (f"  ({kernel.source})" if kernel.source else ""))
+    click.echo("note:      applied by true convolution (rotated 180 degrees, as scipy.signal.convolve); "
+               "--correlate applies it as written")
+
+
+# --------------------------------------------------------------------------
+# backends
+
+
+@cli.command("backends")
+def backends_command() -> None:
+    """List the convolution backends, their limits and availability."""
+    from imgconv import backends
+
+    rows = []
+    for name in backends.names():
+        backend = backends.get(name)
+        reason = backend.unavailable()
+        rows.append((name, "yes" if not reason else f"no: {reason}", backend.summary, backend.limits))
+    header = ("backend", "available", "engine", "limits")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
+    for row in (header, *rows):
+        click.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[3]]).rstrip())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the group, map Ctrl-C to exit 130."""
+    try:
+        cli.main(args=argv, prog_name="imgconv", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("imgconv: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(0)

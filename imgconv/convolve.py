@@ -1,0 +1,305 @@
+"""The convolution pipeline: pad, correlate on a backend, crop, finish.
+
+One meaning, stated once (the README has the long form):
+
+* orientation: true convolution, exactly ``scipy.signal.convolve`` (the
+  kernel rotated 180 degrees); ``correlate=True`` applies it as written;
+* geometry: ``same`` / ``full`` / ``valid`` as ``scipy.signal.convolve``;
+* border: the image is padded by the kernel size minus one on each side with
+  the border rule, the full convolution is taken, and the geometry's window
+  is cut from it, so every backend only computes a valid correlation;
+* arithmetic: float64; each kernel's own ``/ scale + offset`` at its step;
+  nothing rounded or clipped between kernels;
+* finish: ``/ scale + offset`` once more, optional ReLU, the range
+  (clip / abs / normalize / float), round half up, clip to the output type.
+
+>>> import numpy as np
+>>> from imgconv.kernels import parse_spec
+>>> a = np.array([[255, 7, 3], [212, 240, 4], [218, 216, 230]])
+>>> convolve(a, [parse_spec('1,-1;-1,1')], geometry='full').astype(int).tolist()
+[[255, -248, -4, -3], [-43, 276, -232, -1], [6, -30, 250, -226], [-218, 2, -14, 230]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from imgconv import backends
+from imgconv.errors import InputError, UsageFailure
+from imgconv.kernels import Kernel
+
+GEOMETRIES = ("same", "full", "valid")
+BORDERS = ("zero", "nearest", "reflect", "mirror", "wrap")
+RANGES = ("clip", "abs", "normalize", "float")
+
+#: Our border names (scipy.ndimage's meanings) -> numpy.pad modes.
+NUMPY_PAD_MODES = {
+    "zero": "constant",
+    "nearest": "edge",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "wrap": "wrap",
+}
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Every option of a convolution run, independent of files.
+
+    Picklable, so batch workers receive exactly what the command parsed.
+    """
+
+    geometry: str = "same"
+    border: str = "zero"
+    correlate: bool = False
+    backend: str = backends.AUTO
+    scale: float = 1.0
+    offset: float = 0.0
+    relu: bool = False
+    value_range: str | None = None  # None: clip for images, float for matrices
+
+    def __post_init__(self) -> None:
+        _check_choice("--geometry", self.geometry, GEOMETRIES)
+        _check_choice("--border", self.border, BORDERS)
+        if self.value_range is not None:
+            _check_choice("--range", self.value_range, RANGES)
+        if self.scale == 0 or not np.isfinite(self.scale):
+            raise UsageFailure(f"must be a finite non-zero number, got {self.scale}", subject="--scale")
+        if not np.isfinite(self.offset):
+            raise UsageFailure(f"must be a finite number, got {self.offset}", subject="--offset")
+
+    def request(self, kernels: Sequence[Kernel]) -> backends.Request:
+        return backends.Request(
+            kernel_shapes=tuple(k.shape for k in kernels),
+            integer_kernels=tuple(k.exact for k in kernels),
+            geometry=self.geometry,
+            border=self.border,
+            value_range=self.value_range or "clip",
+        )
+
+
+def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise UsageFailure(f"'{value}' is not one of {', '.join(choices)}", subject=option)
+
+
+def pad_widths(kernel_shape: tuple[int, int], geometry: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How far the image is padded (before, after) per axis for a geometry.
+
+    Equal to padding by ``k - 1`` on each side and cutting scipy's window
+    out of the full result: ``same`` keeps the full result from
+    ``(k - 1) // 2``, so it needs ``k // 2`` before and ``(k - 1) // 2`` after.
+
+    >>> pad_widths((3, 2), 'same'), pad_widths((3, 2), 'full'), pad_widths((3, 2), 'valid')
+    (((1, 1), (1, 0)), ((2, 2), (1, 1)), ((0, 0), (0, 0)))
+    """
+    widths = []
+    for k in kernel_shape:
+        if geometry == "full":
+            widths.append((k - 1, k - 1))
+        elif geometry == "same":
+            widths.append((k // 2, (k - 1) // 2))
+        else:
+            widths.append((0, 0))
+    return widths[0], widths[1]
+
+
+def pad(planes: np.ndarray, kernel_shape: tuple[int, int], *, geometry: str, border: str) -> np.ndarray:
+    """Pad H x W x C planes so a valid correlation yields the geometry's window.
+
+    The image is first padded by ``k - 1`` on every side, then the part the
+    geometry needs is cut out: exactly the definition in the README, which
+    also pins down what happens when the pad is wider than the image.
+    """
+    (top, bottom), (left, right) = pad_widths(kernel_shape, geometry)
+    kh, kw = kernel_shape
+    if top == bottom == left == right == 0:
+        return planes
+    mode = NUMPY_PAD_MODES[border]
+    wide = np.pad(planes, ((kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)), mode=mode)
+    return wide[kh - 1 - top : wide.shape[0] - (kh - 1 - bottom), kw - 1 - left : wide.shape[1] - (kw - 1 - right)]
+
+
+def output_shape(shape: tuple[int, int], kernel_shape: tuple[int, int], geometry: str) -> tuple[int, int]:
+    """The H x W after one kernel step, as ``scipy.signal.convolve`` gives it."""
+    (h, w), (kh, kw) = shape, kernel_shape
+    if geometry == "full":
+        return h + kh - 1, w + kw - 1
+    if geometry == "valid":
+        return h - kh + 1, w - kw + 1
+    return h, w
+
+
+def check_fits(shape: tuple[int, int], kernels: Sequence[Kernel], geometry: str, *, subject: str | None = None) -> None:
+    """Refuse a ``valid`` run whose kernels do not fit inside the image."""
+    current = shape
+    for kernel in kernels:
+        after = output_shape(current, kernel.shape, geometry)
+        if after[0] < 1 or after[1] < 1:
+            raise InputError(
+                f"the image ({current[0]}x{current[1]}) is smaller than kernel '{kernel.name}' "
+                f"({kernel.shape[0]}x{kernel.shape[1]}), so --geometry valid leaves nothing; "
+                "use --geometry same or full",
+                subject=subject,
+            )
+        current = after
+
+
+def convolve(
+    image: np.ndarray,
+    kernels: Sequence[Kernel],
+    *,
+    geometry: str = "same",
+    border: str = "zero",
+    correlate: bool = False,
+    backend: str = backends.AUTO,
+) -> np.ndarray:
+    """Apply ``kernels`` in order; float64 result, nothing rounded or clipped.
+
+    ``image`` is H x W or H x W x C; each channel is filtered on its own with
+    the same kernel.  Each kernel's own scale and offset apply at its step.
+
+    >>> import numpy as np
+    >>> from imgconv.kernels import parse_spec
+    >>> impulse = np.zeros((3, 3)); impulse[1, 1] = 1
+    >>> convolve(impulse, [parse_spec('1,2,3;4,5,6;7,8,9')]).astype(int).tolist()
+    [[9, 8, 7], [6, 5, 4], [3, 2, 1]]
+    >>> convolve(impulse, [parse_spec('1,2,3;4,5,6;7,8,9')], correlate=True).astype(int).tolist()
+    [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    """
+    options = FilterOptions(geometry=geometry, border=border, correlate=correlate, backend=backend)
+    planes = np.asarray(image)
+    flat = planes.ndim == 2
+    if flat:
+        planes = planes[:, :, np.newaxis]
+    if planes.ndim != 3:
+        raise UsageFailure(f"expected an H x W or H x W x C array, got shape {planes.shape}", subject="image")
+    check_fits(planes.shape[:2], kernels, geometry)
+    engine = backends.choose(backend, options.request(kernels))
+    result = planes
+    for kernel in kernels:
+        oriented = kernel if correlate else kernel.flipped()
+        weights, divisor = oriented.integer_form()
+        padded = pad(result, kernel.shape, geometry=geometry, border=border)
+        result = engine.correlate_valid(padded, weights)
+        result = _scale_offset(result, divisor, kernel.offset)
+    return result[:, :, 0] if flat else result
+
+
+def _scale_offset(values: np.ndarray, divisor: float, offset: float) -> np.ndarray:
+    """``values / divisor + offset``, in place when the array is ours."""
+    divisor, offset = float(divisor), float(offset)
+    values = np.asarray(values, dtype=np.float64)
+    if divisor != 1.0:
+        values = values / divisor
+    if offset != 0.0:
+        values = values + offset
+    return values
+
+
+def finish(
+    values: np.ndarray,
+    *,
+    maxval: int | None,
+    value_range: str = "clip",
+    scale: float = 1.0,
+    offset: float = 0.0,
+    relu: bool = False,
+) -> np.ndarray:
+    """Scale, offset, ReLU, range, round half up and clip to ``0..maxval``.
+
+    ``maxval`` is 255 or 65535 for 8- and 16-bit outputs.  With
+    ``value_range='float'`` the float64 values come back unrounded.
+
+    >>> import numpy as np
+    >>> finish(np.array([-3.0, 0.5, 1.49, 254.5, 300.0]), maxval=255).tolist()
+    [0, 1, 1, 255, 255]
+    >>> finish(np.array([-3.0, 2.5]), maxval=255, value_range='abs').tolist()
+    [3, 3]
+    >>> finish(np.array([-1.0, 0.0, 1.0]), maxval=255, value_range='normalize').tolist()
+    [0, 128, 255]
+    """
+    _check_choice("--range", value_range, RANGES)
+    result = _scale_offset(values, scale, offset)
+    if relu:
+        result = np.maximum(result, 0.0)
+    if value_range == "float":
+        return result
+    if maxval is None:
+        raise UsageFailure("an integer output needs a maximum value", subject="--range")
+    if value_range == "abs":
+        result = np.abs(result)
+    elif value_range == "normalize":
+        low, high = (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
+        if high == low:
+            return np.zeros(result.shape, dtype=_dtype_for(maxval))
+        result = (result - low) * (maxval / (high - low))
+    rounded = np.floor(result + 0.5)
+    np.clip(rounded, 0, maxval, out=rounded)
+    return rounded.astype(_dtype_for(maxval))
+
+
+def _dtype_for(maxval: int) -> np.dtype:
+    return np.dtype(np.uint8) if maxval <= 255 else np.dtype(np.uint16) if maxval <= 65535 else np.dtype(np.uint32)
+
+
+def align_alpha(alpha: np.ndarray, kernels: Sequence[Kernel], *, geometry: str, border: str) -> np.ndarray:
+    """Carry an alpha plane through the geometry of each kernel step, unblurred.
+
+    ``same`` leaves it as it is; ``full`` extends it by the border rule (zero
+    border: transparent); ``valid`` cuts it to the pixels that remain.
+    """
+    for kernel in kernels:
+        kh, kw = kernel.shape
+        if geometry == "full":
+            widths = (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2))
+            alpha = np.pad(alpha, widths, mode=NUMPY_PAD_MODES[border])
+        elif geometry == "valid":
+            h, w = alpha.shape
+            alpha = alpha[kh // 2 : kh // 2 + h - kh + 1, kw // 2 : kw // 2 + w - kw + 1]
+    return alpha
+
+
+def filter_picture(picture, kernels: Sequence[Kernel], options: FilterOptions, *, maxval: int | None, value_range: str):
+    """Convolve a Picture's planes, carry its alpha, and finish the values.
+
+    Returns a new Picture whose data is integer (``maxval`` 255 or 65535) or
+    float64 (``value_range='float'``).
+    """
+    from imgconv.images import Picture
+
+    values = convolve(
+        picture.data,
+        kernels,
+        geometry=options.geometry,
+        border=options.border,
+        correlate=options.correlate,
+        backend=options.backend,
+    )
+    data = finish(
+        values,
+        maxval=maxval,
+        value_range=value_range,
+        scale=options.scale,
+        offset=options.offset,
+        relu=options.relu,
+    )
+    alpha = picture.alpha
+    if alpha is not None:
+        alpha = align_alpha(alpha, kernels, geometry=options.geometry, border=options.border)
+        if value_range != "float" and maxval is not None:
+            alpha = _rescale_alpha(alpha, picture.maxval, maxval)
+        else:
+            alpha = alpha.astype(np.float64)
+    return Picture(data, alpha, picture.format, None if value_range == "float" else maxval.bit_length())
+
+
+def _rescale_alpha(alpha: np.ndarray, source_max: int | None, maxval: int) -> np.ndarray:
+    """Alpha keeps its meaning (opacity) when the output depth changes."""
+    if source_max is None or source_max == maxval:
+        return alpha.astype(_dtype_for(maxval))
+    scaled = np.floor(alpha.astype(np.float64) * (maxval / source_max) + 0.5)
+    return scaled.astype(_dtype_for(maxval))
