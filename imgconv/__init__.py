@@ -4,9 +4,11 @@ The library under the ``imgconv`` command.  It never imports click or rich,
 and loads numpy, scipy and Pillow only when a function needs them.
 
 >>> import numpy as np
->>> from imgconv import convolve, parse_spec
->>> convolve(np.eye(3), [parse_spec('box:3')]).round(3).tolist()[1]
+>>> from imgconv import apply_kernels, finish, parse_spec
+>>> apply_kernels(np.eye(3), [parse_spec('box:3')]).round(3).tolist()[1]
 [0.222, 0.333, 0.222]
+>>> finish(apply_kernels(np.eye(3) * 90, [parse_spec('box:3')]), maxval=255).tolist()[1]
+[20, 30, 20]
 """
 
 from __future__ import annotations
@@ -16,30 +18,30 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it (imported on first use).
+#: public name -> (module, attribute), imported on first use.
 _EXPORTS = {
-    "Kernel": "imgconv.kernels",
-    "parse_spec": "imgconv.kernels",
-    "load_kernel": "imgconv.kernels",
-    "load_registry": "imgconv.kernels",
-    "convolve": "imgconv.convolve",
-    "finish": "imgconv.convolve",
-    "FilterOptions": "imgconv.convolve",
-    "Picture": "imgconv.images",
-    "read_picture": "imgconv.images",
-    "write_picture": "imgconv.images",
-    "apply_file": "imgconv.jobs",
-    "OutputOptions": "imgconv.jobs",
-    "ImgconvError": "imgconv.errors",
-    "UsageFailure": "imgconv.errors",
+    "Kernel": ("imgconv.kernels", "Kernel"),
+    "parse_spec": ("imgconv.kernels", "parse_spec"),
+    "load_kernel": ("imgconv.kernels", "parse_spec"),
+    "load_registry": ("imgconv.kernels", "load_registry"),
+    "apply_kernels": ("imgconv.convolve", "convolve"),
+    "finish": ("imgconv.convolve", "finish"),
+    "FilterOptions": ("imgconv.convolve", "FilterOptions"),
+    "Picture": ("imgconv.images", "Picture"),
+    "read_picture": ("imgconv.images", "read_picture"),
+    "write_picture": ("imgconv.images", "write_picture"),
+    "apply_file": ("imgconv.jobs", "apply_file"),
+    "OutputOptions": ("imgconv.jobs", "OutputOptions"),
+    "ImgconvError": ("imgconv.errors", "ImgconvError"),
+    "UsageFailure": ("imgconv.errors", "UsageFailure"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'imgconv' has no attribute {name!r}")
-    attribute = "parse_spec" if name == "load_kernel" else name
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'imgconv' has no attribute {name!r}") from None
     return getattr(importlib.import_module(module), attribute)

@@ -166,9 +166,9 @@ def convolve(
     >>> from imgconv.kernels import parse_spec
     >>> impulse = np.zeros((3, 3)); impulse[1, 1] = 1
     >>> convolve(impulse, [parse_spec('1,2,3;4,5,6;7,8,9')]).astype(int).tolist()
-    [[9, 8, 7], [6, 5, 4], [3, 2, 1]]
-    >>> convolve(impulse, [parse_spec('1,2,3;4,5,6;7,8,9')], correlate=True).astype(int).tolist()
     [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    >>> convolve(impulse, [parse_spec('1,2,3;4,5,6;7,8,9')], correlate=True).astype(int).tolist()
+    [[9, 8, 7], [6, 5, 4], [3, 2, 1]]
     """
     options = FilterOptions(geometry=geometry, border=border, correlate=correlate, backend=backend)
     planes = np.asarray(image)

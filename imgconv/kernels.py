@@ -141,8 +141,11 @@ class Kernel:
         pivot = self.values[pivot_r][pivot_c]
         if pivot == 0:
             return None
-        column = tuple(self.values[r][pivot_c] for r in range(rows))
-        row = tuple(v / pivot for v in self.values[pivot_r])
+        row: tuple[Number, ...] = tuple(v / pivot for v in self.values[pivot_r])
+        if self.exact:
+            # Show the smallest integer row ([1, 4, 6, 4, 1], not [1/6, ...]).
+            row = tuple(v / _content(row) for v in row)
+        column = tuple(self.values[r][pivot_c] / row[pivot_c] for r in range(rows))
         biggest = abs(pivot)
         for r in range(rows):
             for c in range(cols):
@@ -162,6 +165,15 @@ class Kernel:
 
 # --------------------------------------------------------------------------
 # Numbers and validation
+
+
+def _content(values: Sequence[Fraction]) -> Fraction:
+    """The largest rational dividing every value into integers, signed so the
+    first non-zero value comes out positive."""
+    numerators = math.gcd(*(v.numerator for v in values))
+    denominators = math.lcm(*(v.denominator for v in values))
+    first = next(v for v in values if v != 0)
+    return Fraction(numerators, denominators) * (1 if first > 0 else -1)
 
 
 def _exact(value: Any) -> Number:
@@ -269,7 +281,8 @@ def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = Non
                 subject=subject,
             )
         rows = [flat[i * width : (i + 1) * width] for i in range(height)]
-    elif len(rows) == 1 and len(rows[0]) > 1:
+    elif len(rows) == 1 and len(rows[0]) > 1 and not re.search(r"[;\n]", text):
+        # A flat list of n*n values is square; 'a,b,c,d;' keeps one row.
         flat = rows[0]
         side = math.isqrt(len(flat))
         if side * side == len(flat):
@@ -563,7 +576,12 @@ def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
     for entry in entries:
         if not isinstance(entry, dict):
             raise RegistryError("each kernel must be a mapping with name and values", subject=origin)
-        kernel = _entry_to_kernel(entry, origin=origin, subject=origin)
+        try:
+            kernel = _entry_to_kernel(entry, origin=origin, subject=origin)
+        except RegistryError:
+            raise
+        except KernelError as exc:
+            raise RegistryError(str(exc)) from None
         if kernel.name in found:
             raise RegistryError(
                 f"kernel '{kernel.name}' is defined twice", subject=f"{origin}, line {entry.get('__line__')}"

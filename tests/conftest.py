@@ -1,0 +1,52 @@
+"""Shared fixtures: the sample photos, a CLI runner, small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from imgconv.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
+
+
+@pytest.fixture
+def samples() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture
+def run():
+    """Invoke the CLI in-process; returns click's Result (stderr kept apart)."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: bytes | str | None = None, env: dict | None = None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def crop(path: Path, box: tuple[int, int, int, int], folder: Path, name: str) -> Path:
+    """Save a crop of a sample photo (keeps tests fast, stays a real photo)."""
+    target = folder / name
+    Image.open(path).crop(box).save(target)
+    return target
+
+
+@pytest.fixture
+def small_gray(samples, tmp_path) -> Path:
+    return crop(samples / "camera.png", (200, 100, 264, 148), tmp_path, "gray.png")
+
+
+@pytest.fixture
+def small_rgb(samples, tmp_path) -> Path:
+    return crop(samples / "coffee.png", (250, 150, 314, 198), tmp_path, "rgb.png")
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
