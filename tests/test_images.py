@@ -1,0 +1,205 @@
+"""Reading and writing: colour modes, 16-bit, EXIF, matrices, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgconv import images
+from imgconv.errors import InputError, OutputError, UsageFailure
+from imgconv.images import Picture, encode_picture, read_picture, write_atomic, write_picture
+
+
+def save(image: Image.Image, path, **params):
+    image.save(path, **params)
+    return str(path)
+
+
+class TestModes:
+    def test_gray_stays_gray(self, samples):
+        picture = read_picture(samples / "camera.png")
+        assert picture.data.shape == (512, 512, 1) and picture.depth == 8 and picture.alpha is None
+
+    def test_rgb_is_three_matrices(self, samples):
+        picture = read_picture(samples / "coffee.png")
+        assert picture.data.shape == (400, 600, 3)
+
+    def test_alpha_is_kept_aside(self, samples):
+        picture = read_picture(samples / "chelsea-alpha.png")
+        assert picture.data.shape == (300, 451, 3)
+        assert picture.alpha.shape == (300, 451) and picture.alpha.min() == 0 and picture.alpha.max() == 255
+
+    def test_sixteen_bit_gray(self, samples):
+        picture = read_picture(samples / "astronaut-gray16.png")
+        assert picture.depth == 16 and picture.data.dtype == np.uint16 and picture.data.max() > 255
+
+    def test_gray_uses_pillow_luma(self, samples):
+        picture = read_picture(samples / "coffee.png", color="gray")
+        expected = np.asarray(Image.open(samples / "coffee.png").convert("L"))
+        assert np.array_equal(picture.data[:, :, 0], expected)
+
+    def test_rgb_from_gray(self, samples):
+        picture = read_picture(samples / "camera.png", color="rgb")
+        assert picture.data.shape == (512, 512, 3)
+        assert np.array_equal(picture.data[:, :, 0], picture.data[:, :, 2])
+
+    @pytest.mark.parametrize(
+        ("mode", "channels", "alpha"),
+        [("1", 1, False), ("LA", 1, True), ("P", 3, False), ("PA", 3, True), ("CMYK", 3, False), ("RGBA", 3, True)],
+    )
+    def test_other_modes_are_converted(self, tmp_path, mode, channels, alpha):
+        image = Image.new("RGBA", (4, 3), (10, 200, 30, 128)).convert(mode)
+        if mode in ("P", "PA"):
+            image = Image.new("RGB", (4, 3), (10, 200, 30)).convert("P")
+            if mode == "PA":
+                image.info["transparency"] = 0
+        fmt = {"CMYK": "TIFF"}.get(mode, "PNG")
+        path = save(image, tmp_path / f"x.{fmt.lower()}", format=fmt)
+        picture = read_picture(path)
+        assert picture.data.shape[2] == channels
+        assert (picture.alpha is not None) == alpha
+
+    def test_exif_orientation_is_applied(self, tmp_path):
+        image = Image.new("L", (4, 2), 0)
+        image.putpixel((0, 0), 255)
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+        path = save(image, tmp_path / "r.jpg", exif=exif, quality=100)
+        picture = read_picture(path)
+        assert picture.data.shape[:2] == (4, 2)
+
+    def test_first_frame_of_an_animation(self, tmp_path):
+        frames = [Image.new("L", (3, 3), v) for v in (10, 200)]
+        path = tmp_path / "a.gif"
+        frames[0].save(path, save_all=True, append_images=frames[1:])
+        picture = read_picture(path)
+        assert picture.data.shape[:2] == (3, 3)
+
+
+class TestMatrices:
+    def test_csv_and_txt_and_npy(self, tmp_path):
+        (tmp_path / "m.csv").write_text("1,2\n3,4.5\n")
+        (tmp_path / "m.txt").write_text("# a comment\n1 2\n3 4.5\n")
+        np.save(tmp_path / "m.npy", np.array([[1, 2], [3, 4.5]]))
+        for name in ("m.csv", "m.txt", "m.npy"):
+            picture = read_picture(tmp_path / name)
+            assert picture.is_matrix and picture.data[:, :, 0].tolist() == [[1, 2], [3, 4.5]]
+
+    def test_three_d_npy(self, tmp_path):
+        np.save(tmp_path / "c.npy", np.zeros((2, 3, 4)))
+        assert read_picture(tmp_path / "c.npy").data.shape == (2, 3, 4)
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [("1,2\n3\n", "line 2: 1 values"), ("1,x\n", "'x' is not a number"), ("1,nan\n", "NaN"), ("\n\n", "no numbers")],
+    )
+    def test_bad_csv(self, tmp_path, content, message):
+        (tmp_path / "bad.csv").write_text(content)
+        with pytest.raises(InputError, match=message):
+            read_picture(tmp_path / "bad.csv")
+
+    def test_text_output_round_trips_floats(self, tmp_path):
+        values = np.array([[0.1, -2.0], [1e-20, 255.0]])[:, :, None]
+        write_picture(Picture(values, None, "CSV", None), tmp_path / "o.csv")
+        assert (tmp_path / "o.csv").read_text() == "0.1,-2\n1e-20,255\n"
+        assert np.array_equal(read_picture(tmp_path / "o.csv").data, values)
+
+
+class TestErrors:
+    def test_missing(self, tmp_path):
+        with pytest.raises(InputError, match="no such file"):
+            read_picture(tmp_path / "nope.png")
+
+    def test_directory(self, tmp_path):
+        with pytest.raises(InputError, match="is a directory"):
+            read_picture(tmp_path)
+
+    def test_empty(self, tmp_path):
+        (tmp_path / "e.png").write_bytes(b"")
+        with pytest.raises(InputError, match="empty"):
+            read_picture(tmp_path / "e.png")
+
+    def test_not_an_image(self, tmp_path):
+        (tmp_path / "t.png").write_text("hello, I am text")
+        with pytest.raises(InputError, match="not an image"):
+            read_picture(tmp_path / "t.png")
+
+    def test_truncated(self, samples, tmp_path):
+        data = (samples / "camera.png").read_bytes()
+        (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+        with pytest.raises(InputError, match="cannot decode"):
+            read_picture(tmp_path / "cut.png")
+
+    def test_pixel_limit_is_checked_before_decoding(self, samples):
+        with pytest.raises(InputError, match="over the limit of 1,000 .*--max-pixels"):
+            read_picture(samples / "camera.png", max_pixels=1000)
+
+
+class TestWriting:
+    @pytest.mark.parametrize(
+        ("fmt", "data", "alpha", "message"),
+        [
+            ("PNG", np.zeros((2, 2, 1)), None, "cannot hold --range float"),
+            ("JPEG", np.zeros((2, 2, 1), np.uint16), None, "cannot hold 16-bit"),
+            ("JPEG", np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), np.uint8), "cannot hold the alpha"),
+            ("CSV", np.zeros((2, 2, 3)), None, "2-D matrix"),
+            ("TIFF", np.zeros((2, 2, 3)), None, "one channel"),
+        ],
+    )
+    def test_format_that_cannot_hold_the_result(self, fmt, data, alpha, message):
+        with pytest.raises(UsageFailure, match=message):
+            encode_picture(Picture(data, alpha, "PNG", 8), fmt)
+
+    def test_float_tiff(self, tmp_path):
+        values = np.array([[0.5, -1.25]])[:, :, None]
+        write_picture(Picture(values, None, "NPY", None), tmp_path / "f.tif")
+        assert np.asarray(Image.open(tmp_path / "f.tif")).tolist() == [[0.5, -1.25]]
+
+    def test_sixteen_bit_png(self, tmp_path):
+        data = np.array([[0, 65535]], dtype=np.uint16)[:, :, None]
+        write_picture(Picture(data, None, "PNG", 16), tmp_path / "s.png")
+        assert np.asarray(Image.open(tmp_path / "s.png")).tolist() == [[0, 65535]]
+
+    def test_unknown_extension(self):
+        with pytest.raises(UsageFailure, match="unknown output extension '.xyz'"):
+            images.format_for("out.xyz")
+
+    def test_encoding_is_deterministic(self, samples):
+        picture = read_picture(samples / "chelsea-alpha.png")
+        assert encode_picture(picture, "PNG") == encode_picture(picture, "PNG")
+
+    def test_atomic_write_leaves_nothing_on_failure(self, tmp_path, monkeypatch):
+        target = tmp_path / "out.png"
+        target.write_bytes(b"old")
+
+        def broken_replace(src, dst):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", broken_replace)
+        with pytest.raises(OutputError, match="No space left"):
+            write_atomic(target, b"new data")
+        assert target.read_bytes() == b"old"
+        assert os.listdir(tmp_path) == ["out.png"]
+
+    def test_atomic_write_permissions_follow_umask(self, tmp_path):
+        write_atomic(tmp_path / "p.png", b"x")
+        assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o666 & ~images._UMASK
+
+    def test_creates_missing_folders(self, tmp_path):
+        write_atomic(tmp_path / "a" / "b" / "c.png", b"x")
+        assert (tmp_path / "a" / "b" / "c.png").read_bytes() == b"x"
+
+    def test_binary_never_goes_to_a_terminal(self):
+        class Terminal(io.BytesIO):
+            def isatty(self):
+                return True
+
+        with pytest.raises(UsageFailure, match="terminal"):
+            images.write_stdout(b"\x89PNG", text=False, stream=Terminal())
+        stream = Terminal()
+        images.write_stdout(b"1,2\n", text=True, stream=stream)
+        assert stream.getvalue() == b"1,2\n"
