@@ -19,8 +19,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $@
 
 demo: $(STAMP)
-	mkdir -p out
-	$(BIN)/imgconv apply -k sharpen sample_images/coffee.png out/coffee-sharpen.png
+	$(BIN)/imgconv apply -k sharpen 'sample_images/*.png' -o 'out/{stem}-sharpen.png'
 	$(BIN)/imgconv apply -k gaussian5 -k edge3 --range abs sample_images/camera.png out/camera-gauss-edges.png
 	$(BIN)/imgconv apply -k unsharp5 sample_images/chelsea-alpha.png out/chelsea-unsharp.png
 	$(BIN)/imgconv apply -k emboss --color gray sample_images/coffee.png out/coffee-emboss-gray.png

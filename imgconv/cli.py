@@ -9,6 +9,7 @@ inside the commands that need them, so ``imgconv --help`` starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
@@ -16,7 +17,7 @@ from typing import Iterator, Sequence
 import click
 
 from imgconv import __version__
-from imgconv.errors import EXIT_INTERRUPTED, EXIT_USAGE, ImgconvError
+from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ImgconvError
 
 GEOMETRIES = ("same", "full", "valid")
 BORDERS = ("zero", "nearest", "reflect", "mirror", "wrap")
@@ -65,6 +66,127 @@ def load_kernels(specs: Sequence[str], registries: Sequence[str]):
     return [parse_spec(spec, registry) for spec in specs]
 
 
+def file_options(function):
+    """The options every file command shares: inputs, outputs, batch, encoding."""
+    options = [
+        click.argument("paths", nargs=-1, metavar="INPUT... [OUTPUT]"),
+        click.option("-o", "--output", metavar="PATH",
+                     help="Output file, folder (ending in '/') or template: {stem} {name} {ext} {parent} "
+                          "{relpath} {reldir} {kernel}. Without it, the last PATH is the output of one input."),
+        click.option("--format", "fmt", metavar="FMT", default=None,
+                     help="Output format (png, jpeg, tiff, bmp, webp, ppm, npy, csv, txt); "
+                          "for '-' the default is the input's format, else png."),
+        click.option("--depth", type=click.Choice(["8", "16"]), default=None,
+                     help="Output bit depth [default: the input's; 8 for matrices]."),
+        click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
+                     help="PNG zlib level: 1 is fast, 9 is small."),
+        click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
+                     help="JPEG/WebP quality."),
+        click.option("--max-pixels", type=click.IntRange(1), default=None,
+                     help="Refuse larger images before decoding [default: 100,000,000]."),
+        click.option("--in-place", is_flag=True, help="Allow an output to be an input file (overwrite it)."),
+        click.option("-j", "--jobs", type=click.IntRange(1), default=None,
+                     help="Files processed in parallel [default: the number of CPUs]."),
+        click.option("--dry-run", is_flag=True, help="Print each INPUT -> OUTPUT pair and do nothing."),
+        click.option("--update", is_flag=True, help="Skip inputs whose output exists and is newer (like make)."),
+        click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def output_options(fmt, depth, png_level, quality, in_place):
+    from imgconv.jobs import OutputOptions
+
+    return OutputOptions(fmt=fmt, depth=int(depth) if depth else None, png_level=png_level,
+                         quality=quality, in_place=in_place)
+
+
+def run_files(paths, output, work, *, label, in_place, jobs, dry_run, update, fail_fast, quiet) -> None:
+    """Plan the inputs -> outputs, check the plan, run ``work`` on each file.
+
+    One input and one output run in this process and report like any single
+    command; several run as a batch with progress, a summary and exit 1 (or
+    2) if any file failed.
+    """
+    import os
+
+    from imgconv import batch
+
+    with reported():
+        if output is None:
+            if len(paths) != 2:
+                raise click.UsageError(
+                    "give INPUT OUTPUT, or inputs with -o/--output (a folder ending in '/' or a template)"
+                )
+            paths, output = paths[:1], paths[1]
+        if not paths:
+            raise click.UsageError("no INPUT given")
+        inputs = batch.expand(paths)
+        tasks = batch.plan(inputs, output, kernel=label)
+        batch.check_plan(tasks, in_place=in_place)
+    if dry_run:
+        for task in tasks:
+            click.echo(f"{task.source} -> {task.target}")
+        return
+    skipped = 0
+    if update:
+        fresh = [t for t in tasks if not batch.up_to_date(t)]
+        skipped, tasks = len(tasks) - len(fresh), fresh
+    single = len(tasks) == 1 and len(inputs) == 1
+    if single:
+        with reported():
+            work(tasks[0].source, tasks[0].target)
+        return
+    summary = run_batch(tasks, work, jobs=jobs or os.cpu_count() or 1, fail_fast=fail_fast, quiet=quiet)
+    summary.skipped = skipped
+    if not quiet:
+        click.echo(
+            f"imgconv: {summary.done} written, {len(summary.failures)} failed, {summary.skipped} up to date, "
+            f"{summary.seconds:.2f} s" + (" (interrupted)" if summary.interrupted else ""),
+            err=True,
+        )
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    if summary.exit_code:
+        sys.exit(summary.exit_code)
+
+
+def run_batch(tasks, work, *, jobs, fail_fast, quiet):
+    """Run with a rich progress bar on stderr when it is a terminal."""
+    import time
+
+    from imgconv import batch
+
+    def report(task, failure):
+        if failure is not None:
+            click.echo(f"Error: {batch.describe(failure)}", err=True)
+
+    if quiet or not sys.stderr.isatty():
+        return batch.run(tasks, work, jobs=jobs, fail_fast=fail_fast, progress=report)
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        bar_id = bar.add_task("imgconv", total=len(tasks), rate="")
+        started = time.perf_counter()
+
+        def show(task, failure):
+            if failure is not None:
+                console.print(f"Error: {batch.describe(failure)}", markup=False, highlight=False)
+            done = bar.tasks[0].completed + 1
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            bar.update(bar_id, advance=1, rate=f"{done / elapsed:.1f} files/s")
+
+        return batch.run(tasks, work, jobs=jobs, fail_fast=fail_fast, progress=show)
+
+
 @cli.command()
 @click.option("-k", "--kernel", "specs", multiple=True, required=True, metavar="SPEC",
               help="Registry name, rows '0,-1,0;-1,5,-1;0,-1,0', 'RxC:values', 'gaussian:sigma=S[,size=N]', "
@@ -82,43 +204,40 @@ def load_kernels(specs: Sequence[str], registries: Sequence[str]):
 @click.option("--relu", is_flag=True, help="Set negative results to 0 before the range step.")
 @click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
               help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma.")
-@click.option("--depth", type=click.Choice(["8", "16"]), default=None,
-              help="Output bit depth [default: the input's; 8 for matrices].")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Convolution engine; every backend gives the same pixels.")
-@click.option("--format", "fmt", metavar="FMT", default=None,
-              help="Output format (png, jpeg, tiff, bmp, webp, ppm, npy, csv, txt); needed for '-' unless the input's fits.")
-@click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
-              help="PNG zlib level: 1 is fast, 9 is small.")
-@click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality.")
-@click.option("--max-pixels", type=click.IntRange(1), default=None,
-              help="Refuse larger images before decoding [default: 100,000,000].")
-@click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the INPUT file.")
-@click.argument("source", metavar="INPUT")
-@click.argument("target", metavar="OUTPUT")
-def apply(specs, registries, correlate, geometry, border, scale, offset, value_range, relu, color, depth,
-          backend, fmt, png_level, quality, max_pixels, in_place, source, target) -> None:
-    """Convolve INPUT with one or more kernels and write OUTPUT.
+@file_options
+def apply(specs, registries, correlate, geometry, border, scale, offset, value_range, relu, color, backend,
+          paths, output, fmt, depth, png_level, quality, max_pixels, in_place, jobs, dry_run, update,
+          fail_fast, quiet) -> None:
+    """Convolve images (or matrices) with one or more kernels.
 
-    INPUT and OUTPUT may be '-' for stdin and stdout. Images (.png, .jpg,
-    .tif, ...) and matrices (.npy, .csv, .txt) are both accepted.
+    INPUT may be a file, a quoted glob ('photos/**/*.jpg', expanded by
+    imgconv) or '-' for stdin; OUTPUT a file or '-' for stdout. With
+    several inputs, give -o with a folder or a template.
 
     \b
     Examples:
       imgconv apply -k sharpen in.png out.png
       imgconv apply -k gaussian5 -k edge3 --range abs in.jpg edges.png
       imgconv apply -k '1,-1;-1,1' --geometry full A.csv -
+      imgconv apply -k blur 'photos/**/*.jpg' -o 'out/{relpath}.png'
     """
+    from functools import partial
+
+    from imgconv import backends
     from imgconv.convolve import FilterOptions
-    from imgconv.jobs import OutputOptions, apply_file
+    from imgconv.jobs import apply_file
 
     with reported():
         kernels = load_kernels(specs, registries)
         options = FilterOptions(geometry=geometry, border=border, correlate=correlate, backend=backend,
                                 scale=scale, offset=offset, relu=relu, value_range=value_range)
-        output = OutputOptions(fmt=fmt, depth=int(depth) if depth else None, png_level=png_level,
-                               quality=quality, in_place=in_place)
-        apply_file(source, target, kernels, options, color=color, output=output, max_pixels=max_pixels)
+        outputs = output_options(fmt, depth, png_level, quality, in_place)
+        backends.choose(backend, options.request(kernels))  # refuse before reading any image
+    work = partial(apply_file, kernels=kernels, options=options, color=color, output=outputs, max_pixels=max_pixels)
+    run_files(paths, output, work, label="+".join(specs), in_place=in_place, jobs=jobs, dry_run=dry_run,
+              update=update, fail_fast=fail_fast, quiet=quiet)
 
 
 # --------------------------------------------------------------------------
@@ -244,7 +363,10 @@ def backends_command() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: run the group, map Ctrl-C to exit 130."""
+    """Console entry point: run the group, map Ctrl-C and SIGTERM to exit 130."""
+    from imgconv.batch import install_sigterm_handler
+
+    install_sigterm_handler()
     try:
         cli.main(args=argv, prog_name="imgconv", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -255,4 +377,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("imgconv: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`imgconv ... - | head`): not worth a message.
+        sys.stderr.close()
+        sys.exit(EXIT_FAILURE)
+    except Exception as exc:
+        if os.environ.get("IMGCONV_DEBUG"):
+            raise
+        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (IMGCONV_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(EXIT_FAILURE)
     sys.exit(0)

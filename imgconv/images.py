@@ -250,6 +250,8 @@ def _read_image(data: bytes, subject: str, *, color: str, max_pixels: int) -> Pi
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise InputError("not an image file (or a format imgconv cannot read)", subject=subject) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
         width, height = image.size
         if width * height > max_pixels:
             raise InputError(
