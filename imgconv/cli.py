@@ -225,6 +225,46 @@ fixed_pool_command("avgpool", "mean", "AveragePooling2D")
 fixed_pool_command("minpool", "min", "Keras has no MinPooling2D; it is -maxpool(-x)")
 
 
+@cli.command()
+@click.option("-k", "--kernel", "specs", multiple=True, metavar="SPEC",
+              help="A kernel, any form apply takes (inline specs too). Repeatable.")
+@click.option("--kernels", "names", metavar="NAMES", default=None,
+              help="Registry names separated by commas, e.g. edge1,sobel-x,sobel-y,laplacian (before any -k).")
+@registry_option
+@click.option("--relu", is_flag=True, help="Set negative responses to 0, as Conv2D(..., activation='relu').")
+@click.option("--pool", "pool_size", type=WINDOW, metavar=WINDOW.name, default=None,
+              help="Max-pool each map with this window and stride, as MaxPooling2D(pool_size=...).")
+@click.option("--display", type=click.Choice(("normalize", "abs")), default="normalize", show_default=True,
+              help="How each map becomes gray levels: its own min..max spread over 0..255, or |value| clipped.")
+@click.option("-o", "--output", "target", required=True, metavar="OUTPUT", help="The sheet to write ('-' for stdout).")
+@click.option("--format", "fmt", metavar="FMT", default=None, help="Output format [default: from OUTPUT; png for '-'].")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse larger images before decoding [default: 100,000,000].")
+@click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the IMAGE file.")
+@click.argument("source", metavar="IMAGE")
+def features(specs, names, registries, relu, pool_size, display, target, fmt, max_pixels, in_place, source) -> None:
+    """Show a CNN's convolutional stage: IMAGE (as gray) and one feature map
+    per kernel, optionally ReLU'd and max-pooled, in one labelled contact sheet.
+
+    The grid has one cell per kernel plus one for the input.
+
+    \b
+    Examples:
+      imgconv features photo.png -o sheet.png --kernels edge1,sobel-x,sobel-y,laplacian
+      imgconv features photo.png -o sheet.png -k sobel-x -k '0,1,0;1,-4,1;0,1,0' --relu --pool 2
+    """
+    from imgconv.features import features_file, kernels_from_names
+    from imgconv.jobs import OutputOptions
+    from imgconv.kernels import load_registry, parse_spec
+
+    with reported():
+        registry = load_registry(registries)
+        kernels = kernels_from_names(names, registry) if names else []
+        kernels += [parse_spec(spec, registry) for spec in specs]
+        features_file(source, target, kernels, relu=relu, pool_size=pool_size, display=display,
+                      output=OutputOptions(fmt=fmt, in_place=in_place), max_pixels=max_pixels)
+
+
 # --------------------------------------------------------------------------
 # kernels
 
