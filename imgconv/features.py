@@ -19,12 +19,16 @@ every map out in one labelled grid, each map scaled for display on its own.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from imgconv.errors import KernelError, UsageFailure
 from imgconv.kernels import Kernel, Registry
+
+if TYPE_CHECKING:
+    from imgconv.images import Picture
+    from imgconv.jobs import OutputOptions
 
 DISPLAYS = ("normalize", "abs")
 
@@ -142,7 +146,7 @@ def _bitmap_font():
 
 
 def feature_sheet(
-    picture,
+    picture: Picture,
     kernels: Sequence[Kernel],
     *,
     relu: bool = False,
@@ -188,7 +192,7 @@ def features_file(
     relu: bool = False,
     pool_size: tuple[int, int] | None = None,
     display: str = "normalize",
-    output=None,
+    output: OutputOptions | None = None,
     max_pixels: int | None = None,
 ) -> None:
     """Read ``source`` as gray, write its feature-map sheet to ``target`` atomically.

@@ -27,13 +27,16 @@ The 4 x 4 to 2 x 2 max pooling of the blog post:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgconv.errors import InputError, UsageFailure
+
+if TYPE_CHECKING:
+    from imgconv.images import Picture
 
 OPS = ("max", "mean", "min")
 PADDINGS = ("valid", "same")
@@ -164,7 +167,7 @@ def pool(
     """
     size = _pair(size, "--size")
     stride = size if stride is None else _pair(stride, "--stride")
-    PoolOptions(size=size, stride=stride, padding=padding, op=op)
+    PoolOptions(size=size, stride=stride, padding=padding, op=op)  # validates padding and op
     planes = np.asarray(image)
     if planes.ndim not in (2, 3) or 0 in planes.shape:
         raise UsageFailure(f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", subject="image")
@@ -229,7 +232,7 @@ def _cells_inside(n: int, size: int, stride: int, padding: str) -> np.ndarray:
     return np.minimum(starts + size, n) - np.maximum(starts, 0)
 
 
-def pool_picture(picture, options: PoolOptions, *, maxval: int | None, value_range: str):
+def pool_picture(picture: Picture, options: PoolOptions, *, maxval: int | None, value_range: str) -> Picture:
     """Pool a Picture's planes and its alpha with the same window and op.
 
     Values are finished as ``apply`` finishes them (``finish``: the range,

@@ -21,7 +21,9 @@ BLOG_CSV = "1,3,2,1\n4,6,5,0\n3,1,1,2\n0,2,7,4\n"
 
 
 def invoke(*args, input: bytes | str | None = None):
-    return CliRunner().invoke(__import__("imgconv.cli").cli.cli, [str(a) for a in args], input=input)
+    from imgconv.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
 def reference_pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], padding: str, op: str) -> np.ndarray:
