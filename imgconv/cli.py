@@ -241,6 +241,150 @@ def apply(specs, registries, correlate, geometry, border, scale, offset, value_r
 
 
 # --------------------------------------------------------------------------
+# pooling
+
+
+class WindowType(click.ParamType):
+    """``N`` or ``ROWSxCOLS`` (positive integers), e.g. ``2`` or ``2x3``."""
+
+    name = "N|RxC"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from imgconv.errors import UsageFailure
+        from imgconv.pooling import parse_window
+
+        try:
+            return parse_window(value, option=param.opts[0] if param else "--size")
+        except UsageFailure as exc:
+            self.fail(exc.cause, param, ctx)
+
+
+WINDOW = WindowType()
+POOL_OPS = ("max", "mean", "min")
+
+
+def pool_options(function):
+    """The options every pooling command shares (apply's I/O options, minus the kernels)."""
+    options = [
+        click.option("--size", type=WINDOW, metavar=WINDOW.name, required=True, help="Window: N or ROWSxCOLS, e.g. 2 or 2x3."),
+        click.option("--stride", type=WINDOW, metavar=WINDOW.name, default=None, help="Step between windows: N or ROWSxCOLS [default: the size]."),
+        click.option("--padding", type=click.Choice(("valid", "same")), default="valid", show_default=True,
+                     help="Keras's padding: valid keeps whole windows; same gives ceil(n / stride), ignoring cells outside."),
+        click.option("--range", "value_range", type=click.Choice(RANGES), default=None,
+                     help="How results map to output values [default: clip for images, float for matrices]."),
+        click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
+                     help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma."),
+        click.option("--depth", type=click.Choice(["8", "16"]), default=None,
+                     help="Output bit depth [default: the input's; 8 for matrices]."),
+        click.option("--format", "fmt", metavar="FMT", default=None,
+                     help="Output format (png, jpeg, tiff, bmp, webp, ppm, npy, csv, txt); needed for '-' unless the input's fits."),
+        click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
+                     help="PNG zlib level: 1 is fast, 9 is small."),
+        click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality."),
+        click.option("--max-pixels", type=click.IntRange(1), default=None,
+                     help="Refuse larger images before decoding [default: 100,000,000]."),
+        click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the INPUT file."),
+        click.argument("source", metavar="INPUT"),
+        click.argument("target", metavar="OUTPUT"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def run_pool(op, size, stride, padding, value_range, color, depth, fmt, png_level, quality, max_pixels, in_place,
+             source, target) -> None:
+    from imgconv.jobs import OutputOptions, pool_file
+    from imgconv.pooling import PoolOptions
+
+    with reported():
+        options = PoolOptions(size=size, stride=stride, padding=padding, op=op, value_range=value_range)
+        output = OutputOptions(fmt=fmt, depth=int(depth) if depth else None, png_level=png_level,
+                               quality=quality, in_place=in_place)
+        pool_file(source, target, options, color=color, output=output, max_pixels=max_pixels)
+
+
+@cli.command()
+@click.option("--op", type=click.Choice(POOL_OPS), default="max", show_default=True,
+              help="What each window gives: its max, mean or min.")
+@pool_options
+def pool(op, **arguments) -> None:
+    """Pool INPUT window by window (max, mean or min) and write OUTPUT.
+
+    Shapes follow Keras (MaxPooling2D, AveragePooling2D): valid gives
+    floor((n - size) / stride) + 1 per axis, same gives ceil(n / stride).
+    maxpool, avgpool and minpool are this command with --op fixed.
+
+    \b
+    Examples:
+      imgconv pool --op mean --size 2 in.png out.png
+      imgconv pool --size 3 --stride 2 --padding same in.png out.png
+    """
+    run_pool(op, **arguments)
+
+
+def fixed_pool_command(name: str, op: str, layer: str) -> None:
+    """Register ``name`` as ``pool --op op`` (one implementation, four commands)."""
+
+    def command(**arguments) -> None:
+        run_pool(op, **arguments)
+
+    help_text = (
+        f"{op.capitalize()}-pool INPUT and write OUTPUT: imgconv pool --op {op} ({layer}).\n\n"
+        f"\b\nExamples:\n  imgconv {name} --size 2 in.png out.png\n  imgconv {name} --size 2x3 --stride 1 A.csv -"
+    )
+    short = f"{op.capitalize()}-pool INPUT into OUTPUT (pool --op {op})."
+    cli.command(name, help=help_text, short_help=short)(pool_options(command))
+
+
+fixed_pool_command("maxpool", "max", "MaxPooling2D")
+fixed_pool_command("avgpool", "mean", "AveragePooling2D")
+fixed_pool_command("minpool", "min", "Keras has no MinPooling2D; it is -maxpool(-x)")
+
+
+@cli.command()
+@click.option("-k", "--kernel", "specs", multiple=True, metavar="SPEC",
+              help="A kernel, any form apply takes (inline specs too). Repeatable.")
+@click.option("--kernels", "names", metavar="NAMES", default=None,
+              help="Registry names separated by commas, e.g. edge1,sobel-x,sobel-y,laplacian (before any -k).")
+@registry_option
+@click.option("--relu", is_flag=True, help="Set negative responses to 0, as Conv2D(..., activation='relu').")
+@click.option("--pool", "pool_size", type=WINDOW, metavar=WINDOW.name, default=None,
+              help="Max-pool each map with this window and stride, as MaxPooling2D(pool_size=...).")
+@click.option("--display", type=click.Choice(("normalize", "abs")), default="normalize", show_default=True,
+              help="How each map becomes gray levels: its own min..max spread over 0..255, or |value| clipped.")
+@click.option("-o", "--output", "target", required=True, metavar="OUTPUT", help="The sheet to write ('-' for stdout).")
+@click.option("--format", "fmt", metavar="FMT", default=None, help="Output format [default: from OUTPUT; png for '-'].")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Refuse larger images before decoding [default: 100,000,000].")
+@click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the IMAGE file.")
+@click.argument("source", metavar="IMAGE")
+def features(specs, names, registries, relu, pool_size, display, target, fmt, max_pixels, in_place, source) -> None:
+    """Show a CNN's convolutional stage: IMAGE (as gray) and one feature map
+    per kernel, optionally ReLU'd and max-pooled, in one labelled contact sheet.
+
+    The grid has one cell per kernel plus one for the input.
+
+    \b
+    Examples:
+      imgconv features photo.png -o sheet.png --kernels edge1,sobel-x,sobel-y,laplacian
+      imgconv features photo.png -o sheet.png -k sobel-x -k '0,1,0;1,-4,1;0,1,0' --relu --pool 2
+    """
+    from imgconv.features import features_file, kernels_from_names
+    from imgconv.jobs import OutputOptions
+    from imgconv.kernels import load_registry, parse_spec
+
+    with reported():
+        registry = load_registry(registries)
+        kernels = kernels_from_names(names, registry) if names else []
+        kernels += [parse_spec(spec, registry) for spec in specs]
+        features_file(source, target, kernels, relu=relu, pool_size=pool_size, display=display,
+                      output=OutputOptions(fmt=fmt, in_place=in_place), max_pixels=max_pixels)
+
+
+# --------------------------------------------------------------------------
 # kernels
 
 

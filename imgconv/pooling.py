@@ -1,0 +1,254 @@
+"""Pooling: the max, mean or min of each window, with Keras's shapes.
+
+The meaning is that of Keras ``MaxPooling2D`` / ``AveragePooling2D`` and
+TensorFlow's ``VALID`` / ``SAME`` padding, so a CNN's pooling layer and
+imgconv give the same array:
+
+* ``valid``: only windows that fit inside the image; ``floor((n - size) /
+  stride) + 1`` outputs per axis (and none when the window is larger than
+  the image, which is refused);
+* ``same``: ``ceil(n / stride)`` outputs per axis; the windows are laid out
+  as if the image were padded by ``pad_total = max((out - 1) * stride + size
+  - n, 0)`` cells, ``pad_total // 2`` before and the rest after, and the
+  padded cells are *ignored*: a max over negative values stays negative and a
+  mean divides by the number of cells inside the image.
+
+The 4 x 4 to 2 x 2 max pooling of the blog post:
+
+>>> import numpy as np
+>>> a = np.array([[1, 3, 2, 1], [4, 6, 5, 0], [3, 1, 1, 2], [0, 2, 7, 4]])
+>>> pool(a, size=2).tolist()
+[[6, 5], [3, 7]]
+>>> pool(a, size=2, op='mean').tolist()
+[[3.5, 2.0], [1.5, 3.5]]
+>>> pool(a, size=3, stride=2, padding='same').tolist()
+[[6, 5], [7, 7]]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgconv.errors import InputError, UsageFailure
+
+if TYPE_CHECKING:
+    from imgconv.images import Picture
+
+OPS = ("max", "mean", "min")
+PADDINGS = ("valid", "same")
+
+_WINDOW = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
+
+
+def parse_window(text: str, *, option: str = "--size") -> tuple[int, int]:
+    """``'2'`` -> ``(2, 2)``, ``'2x3'`` -> ``(2, 3)`` (rows x columns).
+
+    >>> parse_window('2'), parse_window('2x3')
+    ((2, 2), (2, 3))
+    >>> parse_window('2x')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.UsageFailure: --size: '2x' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3
+    """
+    match = _WINDOW.fullmatch(text)
+    rows = int(match.group(1)) if match else 0
+    cols = int(match.group(2) or rows) if match else 0
+    if rows < 1 or cols < 1:
+        raise UsageFailure(
+            f"'{text}' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3", subject=option
+        )
+    return rows, cols
+
+
+def _pair(value: int | tuple[int, int], option: str) -> tuple[int, int]:
+    rows, cols = (value, value) if isinstance(value, (int, np.integer)) else value
+    if rows < 1 or cols < 1:
+        raise UsageFailure(f"must be positive, got {rows}x{cols}", subject=option)
+    return int(rows), int(cols)
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """One pooling run, independent of files (picklable, like FilterOptions).
+
+    ``stride`` None means the window size, as in Keras.
+    """
+
+    size: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: str = "valid"
+    op: str = "max"
+    value_range: str | None = None  # None: clip for images, float for matrices
+
+    def __post_init__(self) -> None:
+        from imgconv.convolve import RANGES
+
+        _pair(self.size, "--size")
+        if self.stride is not None:
+            _pair(self.stride, "--stride")
+        for option, value, choices in (("--padding", self.padding, PADDINGS), ("--op", self.op, OPS)):
+            if value not in choices:
+                raise UsageFailure(f"'{value}' is not one of {', '.join(choices)}", subject=option)
+        if self.value_range is not None and self.value_range not in RANGES:
+            raise UsageFailure(f"'{self.value_range}' is not one of {', '.join(RANGES)}", subject="--range")
+
+
+def output_length(n: int, *, size: int, stride: int, padding: str) -> int:
+    """Outputs along an axis of ``n`` cells, as Keras computes them.
+
+    >>> output_length(5, size=2, stride=2, padding='valid'), output_length(5, size=2, stride=2, padding='same')
+    (2, 3)
+    >>> output_length(1, size=2, stride=1, padding='valid')
+    0
+    """
+    if padding == "same":
+        return -(-n // stride)
+    return max((n - size) // stride + 1, 0)
+
+
+def pad_before(n: int, *, size: int, stride: int, padding: str) -> int:
+    """Cells of (ignored) padding before the first window: TensorFlow's rule.
+
+    >>> pad_before(4, size=3, stride=1, padding='same'), pad_before(5, size=4, stride=1, padding='same')
+    (1, 1)
+    """
+    if padding != "same":
+        return 0
+    out = output_length(n, size=size, stride=stride, padding=padding)
+    return max((out - 1) * stride + size - n, 0) // 2
+
+
+def pool_shape(shape: tuple[int, int], *, size: tuple[int, int], stride: tuple[int, int], padding: str) -> tuple[int, int]:
+    """The H x W of the pooled result.
+
+    >>> pool_shape((32, 32), size=(2, 2), stride=(2, 2), padding='valid')
+    (16, 16)
+    >>> pool_shape((7, 5), size=(3, 2), stride=(2, 3), padding='same')
+    (4, 2)
+    """
+    rows = output_length(shape[0], size=size[0], stride=stride[0], padding=padding)
+    cols = output_length(shape[1], size=size[1], stride=stride[1], padding=padding)
+    return rows, cols
+
+
+def check_pool_fits(shape: tuple[int, int], *, size: tuple[int, int], padding: str, subject: str | None = None) -> None:
+    """Refuse a ``valid`` pooling whose window is larger than the image."""
+    if padding == "valid" and (size[0] > shape[0] or size[1] > shape[1]):
+        raise InputError(
+            f"the image ({shape[0]}x{shape[1]}) is smaller than the pooling window ({size[0]}x{size[1]}), "
+            "so --padding valid leaves nothing; use --padding same",
+            subject=subject,
+        )
+
+
+def pool(
+    image: np.ndarray,
+    *,
+    size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: str = "valid",
+    op: str = "max",
+) -> np.ndarray:
+    """Pool ``image`` (H x W or H x W x C, each channel on its own).
+
+    ``size`` and ``stride`` are N or (rows, cols); the stride defaults to the
+    size.  ``max`` and ``min`` keep the input's dtype (they pick values);
+    ``mean`` returns float64, unrounded.
+
+    >>> import numpy as np
+    >>> pool(np.array([[-5.0, -1.0, -3.0]]), size=2, padding='same').tolist()
+    [[-1.0, -3.0]]
+    >>> pool(np.array([[1, 2, 3, 4, 5]]), size=(1, 2), padding='same', op='mean').tolist()
+    [[1.5, 3.5, 5.0]]
+    """
+    size = _pair(size, "--size")
+    stride = size if stride is None else _pair(stride, "--stride")
+    PoolOptions(size=size, stride=stride, padding=padding, op=op)  # validates padding and op
+    planes = np.asarray(image)
+    if planes.ndim not in (2, 3) or 0 in planes.shape:
+        raise UsageFailure(f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", subject="image")
+    check_pool_fits(planes.shape[:2], size=size, padding=padding)
+    # A window's max (min, sum) is the max over its rows of the max over its
+    # columns, so each axis is reduced on its own: O(size) work per output
+    # instead of O(rows * cols), and the only temporary is H x out_W.
+    ufunc = {"max": np.maximum, "min": np.minimum, "mean": np.add}[op]
+    result = planes
+    for axis in (1, 0):
+        result = _reduce_axis(result, axis, ufunc, size=size[axis], stride=stride[axis], padding=padding)
+    if op == "mean":
+        counts = np.outer(*(_cells_inside(planes.shape[a], size[a], stride[a], padding) for a in (0, 1)))
+        result = result / (counts if planes.ndim == 2 else counts[:, :, np.newaxis])
+    return result
+
+
+def _reduce_axis(values: np.ndarray, axis: int, ufunc: np.ufunc, *, size: int, stride: int, padding: str) -> np.ndarray:
+    """Reduce each window along ``axis`` with ``ufunc``, ignoring padded cells.
+
+    Offset ``j`` of every window is one strided view of ``values``; the
+    result is ``ufunc`` folded over those ``size`` views, so the Python loop
+    runs over the window's cells, never over pixels, and nothing is padded:
+    an output whose cell ``j`` lies outside the image simply skips that view.
+    """
+    n = values.shape[axis]
+    out = output_length(n, size=size, stride=stride, padding=padding)
+    before = pad_before(n, size=size, stride=stride, padding=padding)
+    shape = list(values.shape)
+    shape[axis] = out
+    result = np.full(shape, _identity(ufunc, values.dtype), dtype=np.float64 if ufunc is np.add else values.dtype)
+
+    def along(index: slice) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (index,)
+
+    for j in range(size):
+        # Output i reads cell i * stride - before + j; keep the i inside the image.
+        first = max(0, -(-(before - j) // stride))
+        last = min(out - 1, (n - 1 + before - j) // stride)
+        if first > last:
+            continue
+        cells = slice(first * stride - before + j, last * stride - before + j + 1, stride)
+        target = result[along(slice(first, last + 1))]
+        ufunc(target, values[along(cells)], out=target)
+    return result
+
+
+def _identity(ufunc: np.ufunc, dtype: np.dtype) -> float | int:
+    """The start value of a fold; every window has a cell inside, so it never survives."""
+    if ufunc is np.add:
+        return 0.0
+    if dtype.kind == "f":
+        return -np.inf if ufunc is np.maximum else np.inf
+    info = np.iinfo(dtype)
+    return info.min if ufunc is np.maximum else info.max
+
+
+def _cells_inside(n: int, size: int, stride: int, padding: str) -> np.ndarray:
+    """How many cells of each window lie inside the image (the mean's divisor)."""
+    out = output_length(n, size=size, stride=stride, padding=padding)
+    starts = np.arange(out) * stride - pad_before(n, size=size, stride=stride, padding=padding)
+    return np.minimum(starts + size, n) - np.maximum(starts, 0)
+
+
+def pool_picture(picture: Picture, options: PoolOptions, *, maxval: int | None, value_range: str) -> Picture:
+    """Pool a Picture's planes and its alpha with the same window and op.
+
+    Values are finished as ``apply`` finishes them (``finish``: the range,
+    round half up, clip), so a mean of an 8-bit image is rounded half up.
+    Alpha goes through the same op: max-pooling keeps a window opaque if any
+    of its pixels is, mean-pooling averages the opacity.
+    """
+    from imgconv.convolve import finish
+    from imgconv.images import Picture
+
+    window = {"size": options.size, "stride": options.stride, "padding": options.padding, "op": options.op}
+    data = finish(pool(picture.data, **window), maxval=maxval, value_range=value_range)
+    alpha = picture.alpha
+    if alpha is not None:
+        alpha = pool(alpha, **window).astype(np.float64)
+        if value_range != "float":
+            # Opacity keeps its meaning when the output depth differs from the input's.
+            alpha = finish(alpha * (maxval / picture.maxval), maxval=maxval)
+    return Picture(data, alpha, picture.format, None if value_range == "float" else maxval.bit_length())
