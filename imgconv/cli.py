@@ -266,7 +266,7 @@ POOL_OPS = ("max", "mean", "min")
 
 
 def pool_options(function):
-    """The options every pooling command shares (apply's I/O options, minus the kernels)."""
+    """The options every pooling command shares: the window, then apply's file options."""
     options = [
         click.option("--size", type=WINDOW, metavar=WINDOW.name, required=True, help="Window: N or ROWSxCOLS, e.g. 2 or 2x3."),
         click.option("--stride", type=WINDOW, metavar=WINDOW.name, default=None, help="Step between windows: N or ROWSxCOLS [default: the size]."),
@@ -276,34 +276,27 @@ def pool_options(function):
                      help="How results map to output values [default: clip for images, float for matrices]."),
         click.option("--color", type=click.Choice(COLORS), default="auto", show_default=True,
                      help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma."),
-        click.option("--depth", type=click.Choice(["8", "16"]), default=None,
-                     help="Output bit depth [default: the input's; 8 for matrices]."),
-        click.option("--format", "fmt", metavar="FMT", default=None,
-                     help="Output format (png, jpeg, tiff, bmp, webp, ppm, npy, csv, txt); needed for '-' unless the input's fits."),
-        click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
-                     help="PNG zlib level: 1 is fast, 9 is small."),
-        click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality."),
-        click.option("--max-pixels", type=click.IntRange(1), default=None,
-                     help="Refuse larger images before decoding [default: 100,000,000]."),
-        click.option("--in-place", is_flag=True, help="Allow OUTPUT to be the INPUT file."),
-        click.argument("source", metavar="INPUT"),
-        click.argument("target", metavar="OUTPUT"),
+        file_options,
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def run_pool(op, size, stride, padding, value_range, color, depth, fmt, png_level, quality, max_pixels, in_place,
-             source, target) -> None:
-    from imgconv.jobs import OutputOptions, pool_file
+def run_pool(op, size, stride, padding, value_range, color, paths, output, fmt, depth, png_level, quality,
+             max_pixels, in_place, jobs, dry_run, update, fail_fast, quiet) -> None:
+    from functools import partial
+
+    from imgconv.jobs import pool_file
     from imgconv.pooling import PoolOptions
 
     with reported():
         options = PoolOptions(size=size, stride=stride, padding=padding, op=op, value_range=value_range)
-        output = OutputOptions(fmt=fmt, depth=int(depth) if depth else None, png_level=png_level,
-                               quality=quality, in_place=in_place)
-        pool_file(source, target, options, color=color, output=output, max_pixels=max_pixels)
+        outputs = output_options(fmt, depth, png_level, quality, in_place)
+    work = partial(pool_file, options=options, color=color, output=outputs, max_pixels=max_pixels)
+    label = f"{op}pool{size[0]}x{size[1]}"
+    run_files(paths, output, work, label=label, in_place=in_place, jobs=jobs, dry_run=dry_run, update=update,
+              fail_fast=fail_fast, quiet=quiet)
 
 
 @cli.command()

@@ -221,3 +221,11 @@ def test_makefile_pattern_rule_with_jobs(tree):
     assert files_below(tree / "out") == ["a.png", "b.png"]
     again = subprocess.run(["make", "-j2", "--no-print-directory"], cwd=tree, check=True, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout
+
+
+def test_pooling_shares_the_batch_machinery(run, tree):
+    result = run("maxpool", "--size", "2", "photos/**/*.png", "-o", "pooled/{relpath}-{kernel}.png", "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert files_below(tree / "pooled") == ["2020/c-maxpool2x2.png", "2020/d-maxpool2x2.png",
+                                            "a-maxpool2x2.png", "b-maxpool2x2.png"]
+    assert Image.open(tree / "pooled" / "a-maxpool2x2.png").size == (24, 20)
