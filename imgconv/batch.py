@@ -329,16 +329,6 @@ def remove_temporaries(tasks: Iterable[Task]) -> None:
                 pass
 
 
-def install_sigterm_handler() -> None:
-    """Let SIGTERM stop a run the way Ctrl-C does (exit 130, files cleaned)."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if sys.platform != "win32":
-        signal.signal(signal.SIGTERM, handler)
-
-
 def describe(failure: Failure) -> str:
     """The failure as one line that names the input file."""
     if failure.source in failure.message:

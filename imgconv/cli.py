@@ -8,7 +8,6 @@ inside the commands that need them, so ``imgconv --help`` starts fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -396,6 +395,8 @@ def kernels_list(registries, as_json) -> None:
     with reported():
         registry = load_registry(registries)
     if as_json:
+        import json
+
         click.echo(json.dumps([_kernel_json(k) for k in registry], indent=2))
         return
     header = ("name", "size", "sum", "scale", "separable", "description")
@@ -457,6 +458,8 @@ def kernels_show(registries, as_json, spec) -> None:
     with reported():
         (kernel,) = load_kernels([spec], registries)
     if as_json:
+        import json
+
         click.echo(json.dumps(_kernel_json(kernel), indent=2))
         return
     cells = [[format_number(v) for v in row] for row in kernel.values]
@@ -501,9 +504,12 @@ def backends_command() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the group, map Ctrl-C and SIGTERM to exit 130."""
-    from imgconv.batch import install_sigterm_handler
+    import signal
 
-    install_sigterm_handler()
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM stops a run the way Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         cli.main(args=argv, prog_name="imgconv", standalone_mode=False)
     except click.exceptions.Exit as exc:

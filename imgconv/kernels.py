@@ -19,14 +19,12 @@ Fraction(9, 1)
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -438,6 +436,8 @@ class Registry:
         try:
             return self.kernels[name]
         except KeyError:
+            import difflib
+
             close = difflib.get_close_matches(name, list(self.kernels), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise KernelError(
@@ -591,7 +591,8 @@ def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
 
 
 def builtin_registry_text() -> str:
-    return resources.files("imgconv").joinpath("kernels.yaml").read_text(encoding="utf-8")
+    # The YAML file sits beside this module (package data).
+    return (Path(__file__).parent / "kernels.yaml").read_text(encoding="utf-8")
 
 
 def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
