@@ -24,6 +24,8 @@ demo: $(STAMP)
 	$(BIN)/imgconv apply -k unsharp5 sample_images/chelsea-alpha.png out/chelsea-unsharp.png
 	$(BIN)/imgconv apply -k emboss --color gray sample_images/coffee.png out/coffee-emboss-gray.png
 	$(BIN)/imgconv apply -k sobel-x --range abs sample_images/astronaut-gray16.png out/astronaut-sobel16.png
+	$(BIN)/imgconv maxpool --size 2 sample_images/coffee.png out/coffee-maxpool2.png
+	$(BIN)/imgconv features sample_images/camera.png -o out/camera-features.png --kernels edge1,sobel-x,sobel-y,laplacian --relu --pool 2
 	@echo "demo: filtered images written to out/"
 
 test: $(STAMP)
