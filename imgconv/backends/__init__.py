@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: name -> module; each module exposes ``BACKEND``, an object of the protocol.
 BACKEND_MODULES: dict[str, str] = {
     "scipy": "imgconv.backends.scipy_backend",
+    "numpy": "imgconv.backends.numpy_backend",
+    "pil": "imgconv.backends.pil_backend",
 }
 
 AUTO = "auto"
@@ -37,6 +39,11 @@ class Request:
     geometry: str = "same"
     border: str = "zero"
     value_range: str = "clip"
+    #: Per kernel step: True when it sums integer weights over integer-valued
+    #: planes, so its exact result is an integer that every engine can reach
+    #: (see ``imgconv.convolve.exact_steps``).  Empty means unknown: no step
+    #: is assumed exact.
+    exact_steps: tuple[bool, ...] = ()
 
 
 class Backend(Protocol):
