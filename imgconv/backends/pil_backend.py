@@ -81,13 +81,15 @@ class PilBackend:
         height, width = planes.shape[0] - kh + 1, planes.shape[1] - kw + 1
         # Embed the kernel top-left in a side x side kernel of zeros, and pad the
         # planes below and right so that the valid region keeps its size.
-        square = np.zeros((side, side))
+        square = np.zeros((side, side), dtype=np.int64)
         square[:kh, :kw] = weights
-        padded = np.pad(planes, ((0, side - kh), (0, side - kw), (0, 0)))
-        shift = min(float(padded.min()), 0.0) if padded.size else 0.0
-        lifted = (padded - shift).astype(np.int64)  # integers >= 0; exact below 2**53
-        out = np.zeros((height, width, planes.shape[2]))
-        for digit, scale in _digits(square.astype(np.int64)):
+        if (kh, kw) != (side, side):
+            planes = np.pad(planes, ((0, side - kh), (0, side - kw), (0, 0)))
+        shift = min(float(planes.min()), 0.0)
+        lifted = planes - shift if shift else planes  # integers >= 0, exact below 2**53
+        digits = _digits(square)
+        out = _filter_chunked(lifted, digits[0][0], height, width)
+        for digit, scale in digits[1:]:
             out += scale * _filter_chunked(lifted, digit, height, width)
         if shift:
             out += shift * float(weights.sum())
@@ -106,34 +108,35 @@ def _digits(weights: np.ndarray) -> list[tuple[np.ndarray, float]]:
 
 
 def _filter_chunked(lifted: np.ndarray, weights: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Exact valid correlation of non-negative integer planes, chunk by chunk of bits."""
-    total = int(np.abs(weights).sum())
-    negative = int(-weights[weights < 0].sum())
-    # Chunks of ``bits`` bits keep every running sum below 2**23 (see module doc).
-    bits = max(1, min(24, ((_FLOAT32_EXACT - 1) // max(total, 1) + 1).bit_length() - 1))
-    high = int(lifted.max()) if lifted.size else 0
-    out = np.zeros((height, width, lifted.shape[2]))
-    position = 0
-    while True:
-        chunk = (lifted >> position) & ((1 << bits) - 1)
-        lift = negative * ((1 << bits) - 1)  # Pillow's offset: keeps every sum >= 0, clamped otherwise
-        for channel in range(lifted.shape[2]):
-            out[:, :, channel] += float(1 << position) * (_pillow_valid(chunk[:, :, channel], weights, lift) - lift)
-        position += bits
-        if high >> position == 0:
-            return out
-
-
-def _pillow_valid(plane: np.ndarray, weights: np.ndarray, lift: int) -> np.ndarray:
-    """One Pillow 'I' mode pass; the region it filtered, as float64."""
+    """Exact valid correlation of non-negative integer planes, ``bits`` bits at a time."""
     from PIL import Image, ImageFilter
 
+    total = int(np.abs(weights).sum())
+    # Chunks of ``bits`` bits keep every running sum below 2**23 (see module doc),
+    # and Pillow's offset ``lift`` keeps it >= 0, where 'I' mode would clamp.
+    bits = max(1, ((_FLOAT32_EXACT - 1) // max(total, 1) + 1).bit_length() - 1)
+    lift = int(-weights[weights < 0].sum()) * ((1 << bits) - 1)
     side = weights.shape[0]
     kernel = ImageFilter.Kernel((side, side), np.flipud(weights).ravel().tolist(), scale=1, offset=lift)
-    filtered = Image.fromarray(np.ascontiguousarray(plane, dtype=np.int32)).filter(kernel)  # int32: mode 'I'
     margin = side // 2
-    valid = np.asarray(filtered, dtype=np.float64)
-    return valid[margin : valid.shape[0] - margin, margin : valid.shape[1] - margin]
+    out = np.empty((height, width, lifted.shape[2]))
+    high = float(lifted.max())
+    position = 0
+    while True:
+        chunk = lifted if high < 2.0**bits else np.floor_divide(lifted, 2.0**position) % 2.0**bits
+        for channel in range(lifted.shape[2]):
+            plane = np.ascontiguousarray(chunk[:, :, channel], dtype=np.int32)
+            filtered = Image.fromarray(plane).filter(kernel)  # int32 array: mode 'I'
+            # tobytes() is the fastest way out of Pillow; 'I' is native-endian int32.
+            values = np.frombuffer(filtered.tobytes(), dtype=np.int32).reshape(plane.shape)
+            valid = values[margin : margin + height, margin : margin + width]
+            if position == 0:
+                np.subtract(valid, lift, out=out[:, :, channel])
+            else:
+                out[:, :, channel] += 2.0**position * (valid - lift)
+        position += bits
+        if high < 2.0**position:
+            return out
 
 
 @lru_cache(maxsize=1)
@@ -150,10 +153,10 @@ def _probe() -> str | None:
     impulse = np.zeros((5, 5))
     impulse[2, 2] = 1
     try:
-        got = _pillow_valid(impulse, np.arange(-4, 5).reshape(3, 3), 4)
+        got = _filter_chunked(impulse[:, :, np.newaxis], np.arange(-4, 5).reshape(3, 3), 3, 3)
     except (ValueError, OSError) as exc:
         return f"this Pillow cannot filter 32-bit images ({exc})"
-    if not np.array_equal(got - 4, np.arange(4, -5, -1).reshape(3, 3)):
+    if not np.array_equal(got[:, :, 0], np.arange(4, -5, -1).reshape(3, 3)):
         return "this Pillow orients kernels unlike the one measured"
     return None
 
