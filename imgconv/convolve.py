@@ -71,14 +71,39 @@ class FilterOptions:
         if not np.isfinite(self.offset):
             raise UsageFailure(f"must be a finite number, got {self.offset}", subject="--offset")
 
-    def request(self, kernels: Sequence[Kernel]) -> backends.Request:
+    def request(self, kernels: Sequence[Kernel], *, integer_input: bool = True) -> backends.Request:
+        """What the backend is asked; ``integer_input``: the planes hold integers (images do)."""
         return backends.Request(
             kernel_shapes=tuple(k.shape for k in kernels),
             integer_kernels=tuple(k.exact for k in kernels),
             geometry=self.geometry,
             border=self.border,
             value_range=self.value_range or "clip",
+            exact_steps=exact_steps(kernels, integer_input=integer_input),
         )
+
+
+def exact_steps(kernels: Sequence[Kernel], *, integer_input: bool) -> tuple[bool, ...]:
+    """Which kernel steps sum integer weights over integer-valued planes.
+
+    Padding keeps integers (zero, or copies of pixels); a step passes
+    integers on only when its divisor is 1 (or -1) and its offset is whole,
+    so ``blur`` (divisor 9) makes every later step inexact.
+
+    >>> from imgconv.kernels import parse_spec
+    >>> exact_steps([parse_spec('sharpen'), parse_spec('blur'), parse_spec('edge3')], integer_input=True)
+    (True, True, False)
+    >>> exact_steps([parse_spec('gaussian:sigma=1')], integer_input=True)
+    (False,)
+    """
+    steps = []
+    integer = integer_input
+    for kernel in kernels:
+        weights, divisor = kernel.integer_form()
+        exact = integer and bool(np.array_equal(weights, np.round(weights)))
+        steps.append(exact)
+        integer = exact and abs(divisor) == 1 and float(kernel.offset).is_integer()
+    return tuple(steps)
 
 
 def _check_choice(option: str, value: str, choices: Sequence[str]) -> None:
@@ -178,7 +203,8 @@ def convolve(
     if planes.ndim != 3:
         raise UsageFailure(f"expected an H x W or H x W x C array, got shape {planes.shape}", subject="image")
     check_fits(planes.shape[:2], kernels, geometry)
-    engine = backends.choose(backend, options.request(kernels))
+    integer_input = np.issubdtype(planes.dtype, np.integer) or bool(np.array_equal(planes, np.floor(planes)))
+    engine = backends.choose(backend, options.request(kernels, integer_input=integer_input))
     result = planes
     for kernel in kernels:
         oriented = kernel if correlate else kernel.flipped()

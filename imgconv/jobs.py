@@ -50,9 +50,12 @@ def refuse_overwrite(source: str, target: str, *, in_place: bool) -> None:
 def preflight(source: str, target: str, kernels: Sequence[Kernel], options, output: OutputOptions) -> None:
     """Everything that can be refused before the image is read."""
     from imgconv import backends
+    from imgconv.images import EXTENSIONS, MATRIX_FORMATS
 
     refuse_overwrite(source, target, in_place=output.in_place)
-    backends.choose(options.backend, options.request(kernels))
+    # Images hold integers; a matrix file may not (the pipeline checks again once it is read).
+    matrix = EXTENSIONS.get(os.path.splitext(source)[1].lower()) in MATRIX_FORMATS
+    backends.choose(options.backend, options.request(kernels, integer_input=not matrix))
     check_output(target, output, value_range=options.value_range)
 
 
