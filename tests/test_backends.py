@@ -145,8 +145,8 @@ def test_float_matrix_input_is_refused_by_pil_before_reading(tmp_path):
     assert result.exit_code == 2 and "non-integer" in result.output
 
 
-def test_auto_prefers_numpy_only_for_exact_runs_with_large_kernels():
-    assert backends.auto_order(request((3, 3), (5, 5))) == ["scipy", "numpy", "pil"]
+def test_auto_prefers_numpy_for_exact_runs_and_scipy_for_float_sums():
+    assert backends.auto_order(request((3, 3), (5, 5))) == ["numpy", "scipy", "pil"]
     assert backends.auto_order(request((3, 3), (7, 7))) == ["numpy", "scipy", "pil"]
     assert backends.auto_order(request((7, 7), exact=False))[0] == "scipy"
     assert backends.choose("auto", request((9, 9))).name == "numpy"

@@ -217,3 +217,41 @@ class TestAlpha:
         assert full.shape == (6, 7) and full[0, 0] == 0 and full[1, 1] == 200
         valid = align_alpha(alpha, [parse_spec("sharpen")], geometry="valid", border="zero")
         assert valid.shape == (2, 3)
+
+
+class TestFusedStrips:
+    """The one-kernel strip route gives the bytes of finish(convolve(...))."""
+
+    @pytest.mark.parametrize("backend", ["numpy", "scipy"])
+    @pytest.mark.parametrize("name", ["sharpen", "blur", "gaussian5", "unsharp5", "emboss", "sobel-x", "motion-blur"])
+    @pytest.mark.parametrize(
+        ("value_range", "relu", "scale", "offset"),
+        [("clip", False, 1.0, 0.0), ("abs", False, 1.0, 0.0), ("clip", True, 1.0, 0.0), ("clip", False, 3.0, 7.5)],
+    )
+    def test_same_bytes_as_the_whole_image_route(self, photos, backend, name, value_range, relu, scale, offset):
+        from imgconv.convolve import FilterOptions, filter_planes
+
+        rgb = photos[1].astype(np.uint8)
+        kernel = load_registry().get(name)
+        options = FilterOptions(backend=backend, relu=relu, scale=scale, offset=offset, border="mirror")
+        expected = finish(convolve(rgb, [kernel], backend=backend, border="mirror"), maxval=255,
+                          value_range=value_range, relu=relu, scale=scale, offset=offset)
+        assert np.array_equal(filter_planes(rgb, [kernel], options, maxval=255, value_range=value_range), expected)
+
+    def test_sixteen_bit_output_of_eight_bit_sums(self, photos):
+        from imgconv.convolve import FilterOptions, filter_planes
+
+        gray = photos[0].astype(np.uint8)[:, :, None]
+        result = filter_planes(gray, [parse_spec("sharpen")], FilterOptions(), maxval=65535, value_range="clip")
+        assert result.dtype == np.uint16 and result.max() > 255
+
+    @pytest.mark.parametrize("divisor", [1, 2, 9, 16, 256, -256, -9, 7])
+    def test_integer_rounding_equals_the_float_formula(self, divisor):
+        from imgconv.convolve import Finisher
+
+        rng = np.random.default_rng(abs(divisor))
+        sums = np.concatenate([rng.integers(-70000, 70000, 5000), np.arange(-600, 600)])
+        for value_range in ("clip", "abs"):
+            for relu in (False, True):
+                finisher = Finisher(divisor=divisor, kernel_offset=0, maxval=255, value_range=value_range, relu=relu)
+                assert np.array_equal(finisher(sums), finisher(sums.astype(np.float64)))

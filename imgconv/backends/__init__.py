@@ -62,8 +62,9 @@ class Backend(Protocol):
     def correlate_valid(self, planes: "np.ndarray", weights: "np.ndarray") -> "np.ndarray":
         """Valid correlation of ``planes`` (H x W x C) with ``weights`` (kh x kw).
 
-        Returns float64 of shape (H - kh + 1, W - kw + 1, C).  For integer
-        weights and integer-valued planes the sums must be exact.
+        Returns shape (H - kh + 1, W - kw + 1, C): float64, or an integer
+        array holding the exact sums.  For integer weights and integer-valued
+        planes the sums must be exact either way.
         """
 
 
@@ -108,20 +109,20 @@ def choose(name: str, request: Request) -> Backend:
 def auto_order(request: Request) -> list[str]:
     """The order in which ``auto`` tries backends for ``request``.
 
-    From timings on 1024x1024 planes (README, "Backends"): once a kernel is
-    larger than 5x5 and every step is exact, numpy's integer sums take about
-    0.7x scipy's time; on float sums numpy takes about 1.4x; up to 5x5 no
-    backend wins consistently, so scipy stays first, and Pillow, once its
-    results are made exact, never wins clearly, so it comes last.
+    From the benchmark harness (README, "Backends" and "Performance"): when
+    every step sums integers exactly, numpy's integer sums in cache-sized
+    strips are the fastest at every kernel size, and they also spare the
+    half second that importing scipy.ndimage costs a fresh process.  Float
+    sums (real-valued weights, or a step after a divisor) go to scipy's C
+    loops; Pillow, once made exact, is never the fastest, so it comes last.
 
     >>> auto_order(Request(((3, 3),), (True,), exact_steps=(True,)))
-    ['scipy', 'numpy', 'pil']
-    >>> auto_order(Request(((3, 3), (9, 9)), (True, True), exact_steps=(True, True)))
     ['numpy', 'scipy', 'pil']
+    >>> auto_order(Request(((7, 7),), (False,), exact_steps=(False,)))
+    ['scipy', 'numpy', 'pil']
     """
     exact = bool(request.exact_steps) and all(request.exact_steps)
-    large = any(max(shape) > 5 for shape in request.kernel_shapes)
-    preferred = ["numpy", "scipy", "pil"] if exact and large else ["scipy", "numpy", "pil"]
+    preferred = ["numpy", "scipy", "pil"] if exact else ["scipy", "numpy", "pil"]
     return [n for n in preferred if n in BACKEND_MODULES] + [n for n in names() if n not in preferred]
 
 

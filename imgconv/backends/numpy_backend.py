@@ -5,19 +5,25 @@ window of a strip of rows without copying; the sum over a window is built
 one kernel element at a time (``acc += window[..., i, j] * w[i, j]``), in
 row-major kernel order, as ``scipy.ndimage.correlate`` adds its products.
 
-Where a strip holds integers and the weights are integers, the strip is
-summed in int32 (or int64 when int32 could overflow): the exact integer
-sum is what float64 also reaches as long as it stays below 2**53, so the
-result is identical and the integer adds are faster.  Working strip by strip
-keeps the temporaries to a few MiB whatever the image and kernel size.
+Integer weights on integer planes (8- and 16-bit images) are summed in the
+narrowest integer type that cannot overflow (int16 for a 3x3 sharpen on
+8-bit pixels, int32 or int64 otherwise) and returned as integers: the exact
+sums, which is also what float64 reaches below 2**53, so every backend
+agrees.  Rank-1 integer kernels (Gaussians, boxes, Sobel) are summed as a
+row pass then a column pass, which is exact too and needs kh + kw taps
+instead of kh * kw.  Working strip by strip keeps temporaries to a few MiB.
 
 >>> import numpy as np
 >>> planes = np.arange(12.0).reshape(3, 4, 1)
 >>> BACKEND.correlate_valid(planes, np.array([[1.0, -1.0]]))[:, :, 0].tolist()
 [[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]]
+>>> BACKEND.correlate_valid(np.full((3, 3, 1), 200, np.uint8), np.ones((3, 3))).tolist()
+[[[1800]]]
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -32,10 +38,12 @@ STRIP_BYTES = 1 << 21
 #: path (which would be exact) would disagree with the float engines.
 _FLOAT_EXACT = 2**53
 
+_INT_TYPES = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
+
 
 class NumpyBackend:
     name = "numpy"
-    summary = "numpy sliding_window_view, shifted-slice sums in row strips (int32/int64 when exact)"
+    summary = "numpy sliding_window_view, shifted-slice sums in row strips (exact integer sums when it can)"
     limits = "any kernel size and shape"
 
     def unavailable(self) -> str | None:
@@ -45,25 +53,130 @@ class NumpyBackend:
         return None
 
     def correlate_valid(self, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        planes = np.asarray(planes, dtype=np.float64)
         weights = np.asarray(weights, dtype=np.float64)
-        kh, kw = weights.shape
+        integer_weights = bool(np.array_equal(weights, np.round(weights)))
+        if planes.dtype.kind in "iu" and integer_weights:
+            plan = IntegerPlan.make(weights.astype(np.int64), high=_dtype_bound(planes.dtype))
+            if plan is not None:
+                return plan.run(planes)
+        return _correlate_float(np.asarray(planes, dtype=np.float64), weights)
+
+
+def _dtype_bound(dtype: np.dtype) -> int:
+    info = np.iinfo(dtype)
+    return max(abs(int(info.min)), int(info.max))
+
+
+def _narrowest(bound: int) -> np.dtype | None:
+    """The first integer type holding every value up to ``bound`` in size."""
+    for dtype in _INT_TYPES:
+        if bound <= np.iinfo(dtype).max:
+            return dtype
+    return None
+
+
+def _rank_one(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Integer column and row vectors with ``outer(column, row) == weights``."""
+    rows, cols = np.nonzero(weights)
+    if rows.size == 0 or weights.shape[0] == 1 or weights.shape[1] == 1:
+        return None
+    pivot = weights[rows[0]]
+    content = math.gcd(*(int(v) for v in pivot))
+    row = pivot // content
+    j = int(np.nonzero(row)[0][0])
+    if np.any(weights[:, j] % row[j]):
+        return None
+    column = weights[:, j] // row[j]
+    return (column, row) if np.array_equal(np.outer(column, row), weights) else None
+
+
+class IntegerPlan:
+    """Exact integer correlation: either one 2-D pass or a row then a column pass."""
+
+    def __init__(self, weights: np.ndarray, passes: list[tuple[np.ndarray, np.dtype]]) -> None:
+        self.shape = weights.shape
+        self.passes = passes
+
+    @classmethod
+    def make(cls, weights: np.ndarray, *, high: int) -> "IntegerPlan | None":
+        factors = _rank_one(weights)
+        if factors is not None:
+            column, row = factors
+            middle = high * int(np.abs(row).sum())
+            final = middle * int(np.abs(column).sum())
+            first, second = _narrowest(middle), _narrowest(final)
+            if first is not None and second is not None and final < _FLOAT_EXACT:
+                return cls(weights, [(row[np.newaxis, :], first), (column[:, np.newaxis], second)])
+        final = high * int(np.abs(weights).sum())
+        dtype = _narrowest(final)
+        if dtype is None or final >= _FLOAT_EXACT:
+            return None
+        return cls(weights, [(weights, dtype)])
+
+    def run(self, planes: np.ndarray) -> np.ndarray:
+        kh, kw = self.shape
         height, width, channels = planes.shape
-        out = np.empty((height - kh + 1, width - kw + 1, channels), dtype=np.float64)
-        taps = [(i, j, weights[i, j]) for i in range(kh) for j in range(kw) if weights[i, j] != 0]
-        integer_taps = _integer_taps(taps)
-        rows = max(1, STRIP_BYTES // max(1, out.shape[1] * channels * 8))
+        out_dtype = self.passes[-1][1]
+        out = np.empty((height - kh + 1, width - kw + 1, channels), dtype=out_dtype)
+        rows = max(1, STRIP_BYTES // max(1, out.shape[1] * channels * out_dtype.itemsize))
         for top in range(0, out.shape[0], rows):
-            strip = planes[top : top + rows + kh - 1]
-            target = out[top : top + rows]
-            dtype = _integer_dtype(strip, integer_taps)
-            if dtype is None:
-                _accumulate(strip, taps, (kh, kw), target)
-            else:
-                acc = np.zeros(target.shape, dtype=dtype)
-                _accumulate(strip.astype(dtype), [(i, j, dtype.type(w)) for i, j, w in integer_taps], (kh, kw), acc)
-                target[...] = acc
+            values = planes[top : top + rows + kh - 1]
+            for weights, dtype in self.passes:
+                values = _integer_taps(values, weights, dtype)
+            out[top : top + rows] = values
         return out
+
+
+def _integer_taps(strip: np.ndarray, weights: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Valid correlation of ``strip`` with integer ``weights``, summed in ``dtype``.
+
+    Weights of +1 and -1 are adds and subtracts; zeros are skipped.
+    """
+    kh, kw = weights.shape
+    height, width = strip.shape[0] - kh + 1, strip.shape[1] - kw + 1
+    acc: np.ndarray | None = None
+    product = None
+    for i in range(kh):
+        for j in range(kw):
+            w = int(weights[i, j])
+            if w == 0:
+                continue
+            window = strip[i : i + height, j : j + width]
+            if acc is None:
+                acc = np.multiply(window, dtype.type(w), dtype=dtype)
+            elif w == 1:
+                np.add(acc, window, out=acc, dtype=dtype)
+            elif w == -1:
+                np.subtract(acc, window, out=acc, dtype=dtype)
+            else:
+                if product is None:
+                    product = np.empty(acc.shape, dtype=dtype)
+                np.multiply(window, dtype.type(w), out=product, dtype=dtype)
+                np.add(acc, product, out=acc)
+    if acc is None:
+        acc = np.zeros((height, width, strip.shape[2]), dtype=dtype)
+    return acc
+
+
+def _correlate_float(planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Float64 sums in scipy's order; integer-valued strips summed exactly."""
+    kh, kw = weights.shape
+    height, width, channels = planes.shape
+    out = np.empty((height - kh + 1, width - kw + 1, channels), dtype=np.float64)
+    taps = [(i, j, weights[i, j]) for i in range(kh) for j in range(kw) if weights[i, j] != 0]
+    integer = all(float(w).is_integer() for _, _, w in taps)
+    rows = max(1, STRIP_BYTES // max(1, out.shape[1] * channels * 8))
+    for top in range(0, out.shape[0], rows):
+        strip = planes[top : top + rows + kh - 1]
+        target = out[top : top + rows]
+        dtype = _strip_integer_dtype(strip, taps) if integer else None
+        if dtype is None:
+            _accumulate(strip, taps, (kh, kw), target)
+        else:
+            acc = np.zeros(target.shape, dtype=dtype)
+            _accumulate(strip.astype(dtype), [(i, j, dtype.type(w)) for i, j, w in taps], (kh, kw), acc)
+            target[...] = acc
+    return out
 
 
 def _accumulate(strip: np.ndarray, taps: list, shape: tuple[int, int], acc: np.ndarray) -> None:
@@ -76,19 +189,12 @@ def _accumulate(strip: np.ndarray, taps: list, shape: tuple[int, int], acc: np.n
         np.add(acc, product, out=acc)
 
 
-def _integer_taps(taps: list) -> list | None:
-    """The taps as Python ints when every weight is a whole number, else None."""
-    if not all(float(w).is_integer() for _, _, w in taps):
-        return None
-    return [(i, j, int(w)) for i, j, w in taps]
-
-
-def _integer_dtype(strip: np.ndarray, integer_taps: list | None) -> np.dtype | None:
-    """int32 or int64 when the strip's sums are exact integers in it, else None (float64)."""
-    if integer_taps is None or not strip.size:
+def _strip_integer_dtype(strip: np.ndarray, taps: list) -> np.dtype | None:
+    """int32 or int64 when a float strip holds integers whose sums stay exact."""
+    if not strip.size:
         return None
     high = float(np.abs(strip).max())
-    bound = high * sum(abs(w) for _, _, w in integer_taps)
+    bound = high * sum(abs(w) for _, _, w in taps)
     if bound >= _FLOAT_EXACT or not np.array_equal(strip, np.floor(strip)):
         return None
     return np.dtype(np.int32) if bound < 2**31 else np.dtype(np.int64)
