@@ -40,7 +40,7 @@ class Settings:
     def from_env(cls, quick: bool) -> "Settings":
         if quick:
             return cls(quick=True, repeats=3, budget=3.0, startup_runs=5, photos=20, scale=4)
-        return cls(quick=False, repeats=5, budget=20.0, startup_runs=15, photos=200, scale=1)
+        return cls(quick=False, repeats=5, budget=10.0, startup_runs=15, photos=200, scale=1)
 
     @property
     def work(self) -> Path:
