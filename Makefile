@@ -31,6 +31,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Measurements, not tests: see benchmarks/README.md.  BENCH_QUICK=1 for a
+# smoke run, BENCH_ARGS='--case throughput' for one case.
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/python -m pyflakes imgconv tests 2>/dev/null || true
 

@@ -1,0 +1,239 @@
+"""The five benchmark cases; each returns the Groups it measured.
+
+Subjects that cannot run here (a backend that refuses a kernel, a peer that
+is not installed, batch mode not yet in imgconv) become skipped rows with
+the reason, so the table always shows what was and was not compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed
+from inputs import Inputs
+
+#: (label, imgconv spec) for the throughput case, small kernels first.
+KERNELS = [
+    ("3x3 sharpen", "sharpen"),
+    ("5x5 Gaussian", "gaussian5"),
+    ("3x3 emboss", "emboss"),
+    ("15x15 box", "box:15"),
+    ("31x31 Gaussian", "gaussian:sigma=5,size=31"),
+]
+
+#: imgconv's ``sharpen`` in ImageMagick's kernel syntax.
+SHARPEN_IM = "3x3: 0,-1,0 -1,5,-1 0,-1,0"
+
+AUTO = "imgconv auto"
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    inputs: Inputs
+    imgconv: list[str]
+    magick: ImageMagick | None
+    magick_missing: str  # why ImageMagick rows are skipped, when they are
+
+
+# --------------------------------------------------------------------------
+# 1. in-process kernel throughput
+
+
+def throughput(ctx: Context) -> list[Group]:
+    import numpy as np
+    from PIL import Image
+
+    from imgconv import parse_spec
+
+    groups = []
+    for mode in ("RGB", "L"):
+        pixels = np.asarray(Image.open(ctx.inputs.image("4K", mode)))
+        for label, spec in KERNELS:
+            kernel = parse_spec(spec)
+            # Grayscale is a third of the RGB work and tells the same story;
+            # the large kernels are measured on RGB only to keep a full run short.
+            if mode == "L" and max(kernel.shape) > 5:
+                continue
+            w, h = ctx.inputs.size["4K"]
+            group = Group("throughput", f"{w}x{h} {mode}, {label}", reference=AUTO)
+            group.rows += _imgconv_backends(pixels, kernel, ctx.settings)
+            group.rows += _peers(pixels, kernel, ctx.settings)
+            groups.append(group)
+    return groups
+
+
+def _imgconv_backends(pixels, kernel, settings: Settings) -> list[Row]:
+    """``finish(convolve(...))`` to uint8 on every backend that takes the kernel."""
+    from imgconv import FilterOptions, apply_kernels, finish
+    from imgconv import backends
+
+    rows = []
+    for name in backends.names():
+        engine = backends.get(name)
+        request = FilterOptions(backend=name).request([kernel])
+        reason = engine.unavailable() or engine.refuse(request)
+        if reason:
+            rows.append(Row(f"imgconv {name}", skipped=reason))
+            continue
+        samples = timed(lambda: finish(apply_kernels(pixels, [kernel], backend=name), maxval=255), settings)
+        rows.append(Row(f"imgconv {name}", samples))
+    # auto is one of the backends above: reuse its samples rather than pay twice.
+    chosen = backends.choose(backends.AUTO, FilterOptions().request([kernel])).name
+    same = next(r for r in rows if r.subject == f"imgconv {chosen}")
+    return [Row(AUTO, list(same.samples), note=f"auto chose {chosen}"), *rows]
+
+
+def _peers(pixels, kernel, settings: Settings) -> list[Row]:
+    import numpy as np
+    from PIL import Image, ImageFilter
+    from scipy import ndimage
+
+    weights, divisor = kernel.flipped().integer_form()  # as imgconv convolves: rotated 180 degrees
+    real = (np.asarray(weights, dtype=np.float64) / float(divisor)).astype(np.float32)
+    rows = []
+
+    if kernel.shape in ((3, 3), (5, 5)):
+        picture = Image.fromarray(pixels)
+        pil_kernel = ImageFilter.Kernel(kernel.shape, [float(v) for v in np.asarray(weights).flat], scale=float(divisor))
+        rows.append(Row("Pillow Kernel", timed(lambda: picture.filter(pil_kernel), settings)))
+    else:
+        rows.append(Row("Pillow Kernel", skipped="ImageFilter.Kernel takes 3x3 and 5x5 only"))
+
+    # The path a user writes: uint8 -> float32, convolve, round half up, clip, back to uint8.
+    # (ndimage on the uint8 array itself would wrap modulo 256.)
+    planar = real if pixels.ndim == 2 else real[:, :, np.newaxis]
+
+    def scipy_path():
+        values = ndimage.convolve(pixels.astype(np.float32), planar, mode="constant")
+        return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
+
+    rows.append(Row("scipy.ndimage f32", timed(scipy_path, settings)))
+
+    try:
+        import cv2
+    except ImportError:
+        rows.append(Row("OpenCV filter2D", skipped="opencv-python-headless not installed (make bench installs it)"))
+    else:
+        # filter2D correlates, so it gets the rotated kernel; uint8 in, saturated uint8 out.
+        flipped = np.ascontiguousarray(real[::-1, ::-1])
+        rows.append(Row("OpenCV filter2D", timed(lambda: cv2.filter2D(pixels, -1, flipped, borderType=cv2.BORDER_CONSTANT), settings)))
+    return rows
+
+
+# --------------------------------------------------------------------------
+# 2. whole process, one file
+
+
+def whole_process(ctx: Context) -> list[Group]:
+    out = ctx.settings.work / "out-whole"
+    out.mkdir(parents=True, exist_ok=True)
+    w, h = ctx.inputs.size["4K"]
+    groups = []
+    for ext in ("png", "ppm", "tif"):
+        source, target = ctx.inputs.image("4K", "RGB", ext), out / f"imgconv.{ext}"
+        group = Group("whole", f"{w}x{h} RGB {ext.upper()} -> {ext.upper()}, sharpen", reference="imgconv apply")
+        group.rows.append(Row("imgconv apply", timed(lambda: run([*ctx.imgconv, "apply", "-k", "sharpen", source, target]), ctx.settings)))
+        if ctx.magick is None:
+            group.rows.append(Row("ImageMagick convert", skipped=ctx.magick_missing))
+        else:
+            convert = [*ctx.magick.convert, source, "-morphology", "Convolve", SHARPEN_IM]
+            group.rows.append(Row("ImageMagick convert", timed(lambda: run([*convert, out / f"magick.{ext}"]), ctx.settings)))
+            if ext == "png":
+                # ImageMagick's default PNG effort is zlib level 7, imgconv's is 1;
+                # this row separates the encoder setting from the filtering.
+                fast = timed(lambda: run([*convert, "-quality", "15", out / f"magick-fast.{ext}"]), ctx.settings)
+                group.rows.append(Row("ImageMagick convert -quality 15", fast, note="zlib level 1, like imgconv's default"))
+        groups.append(group)
+    return groups
+
+
+# --------------------------------------------------------------------------
+# 3. batch
+
+
+ONE_CALL, PER_FILE = "imgconv, one call", "imgconv, one process per file"
+
+
+def batch(ctx: Context) -> list[Group]:
+    photos = sorted(ctx.inputs.photos.glob("*.png"))
+    out = ctx.settings.work / "out-batch"
+    for name in ("mogrify", "per-file", "one-call"):
+        (out / name).mkdir(parents=True, exist_ok=True)
+    has_batch, has_jobs = batch_mode(ctx.imgconv)
+    group = Group("batch", f"{len(photos)} photos, 512x512 RGB PNG, sharpen", reference=ONE_CALL if has_batch else PER_FILE)
+
+    if has_batch:
+        jobs = ["--jobs", str(os.cpu_count() or 1)] if has_jobs else []
+        command = [*ctx.imgconv, "apply", "-k", "sharpen", ctx.inputs.photos / "*.png", "-o", out / "one-call" / "{stem}.png", *jobs]
+        group.rows.append(Row(ONE_CALL, timed(lambda: run(command), ctx.settings), note=" ".join(jobs)))
+    else:
+        group.rows.append(Row(ONE_CALL, skipped="this imgconv has no batch mode yet (apply --help lists no --output)"))
+
+    def per_file():  # how a naive Makefile runs it: one process per file, one after another
+        for photo in photos:
+            run([*ctx.imgconv, "apply", "-k", "sharpen", photo, out / "per-file" / photo.name])
+
+    group.rows.append(Row(PER_FILE, timed(per_file, ctx.settings)))
+
+    if ctx.magick is None:
+        group.rows.append(Row("ImageMagick mogrify", skipped=ctx.magick_missing))
+    else:
+        command = [*ctx.magick.mogrify, "-path", out / "mogrify", "-morphology", "Convolve", SHARPEN_IM, *photos]
+        group.rows.append(Row("ImageMagick mogrify", timed(lambda: run(command), ctx.settings)))
+    return [group]
+
+
+# --------------------------------------------------------------------------
+# 4. start-up
+
+
+BASELINE = "python -c pass"
+
+
+def startup(ctx: Context) -> list[Group]:
+    # Many short runs, no time budget: each is a fraction of a second.
+    settings = dataclasses.replace(ctx.settings, repeats=ctx.settings.startup_runs, budget=math.inf)
+    group = Group("startup", "process wall time (stdout to a pipe)", reference=BASELINE)
+    for subject, command in (
+        (BASELINE, [sys.executable, "-c", "pass"]),
+        ("imgconv --help", [*ctx.imgconv, "--help"]),
+        ("imgconv kernels list", [*ctx.imgconv, "kernels", "list"]),
+    ):
+        group.rows.append(Row(subject, timed(lambda: run(command), settings)))
+    return [group]
+
+
+# --------------------------------------------------------------------------
+# 5. peak memory
+
+
+RAW = "raw image (W x H x 3 bytes)"
+
+
+def memory(ctx: Context) -> list[Group]:
+    w, h = ctx.inputs.size["8K"]
+    source = ctx.inputs.image("8K", "RGB")
+    target = ctx.settings.work / "out-memory.png"
+    groups = []
+    for label, spec in (KERNELS[0], KERNELS[-1]):
+        group = Group("memory", f"{w}x{h} RGB PNG -> PNG, {label}", reference=RAW)
+        group.rows.append(Row(RAW, [w * h * 3 / 1e6], unit="MB", note="computed"))
+        # One run each: peak RSS barely varies, and the 31x31 run is the slowest of the harness.
+        rss, how = peak_rss_mb([*ctx.imgconv, "apply", "-k", spec, source, target])
+        group.rows.append(Row("imgconv apply", [rss], unit="MB", note=f"max RSS by {how}, one run"))
+        groups.append(group)
+    return groups
+
+
+CASES = {
+    "throughput": throughput,
+    "whole": whole_process,
+    "batch": batch,
+    "startup": startup,
+    "memory": memory,
+}
