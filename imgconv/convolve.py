@@ -380,17 +380,48 @@ def filter_planes(planes: np.ndarray, kernels: Sequence[Kernel], options: Filter
     weights, divisor = oriented.integer_form()
     finisher = Finisher(divisor=divisor, kernel_offset=kernel.offset, maxval=maxval, value_range=value_range,
                         scale=options.scale, offset=options.offset, relu=options.relu)
-    padded = pad(planes, kernel.shape, geometry=options.geometry, border=options.border)
     kh, kw = kernel.shape
-    height, width = padded.shape[0] - kh + 1, padded.shape[1] - kw + 1
-    rows = max(1, STRIP_ELEMENTS // max(1, width * planes.shape[2]))
+    row_map = pad_index(planes.shape[0], kh, geometry=options.geometry, border=options.border)
+    column_map = pad_index(planes.shape[1], kw, geometry=options.geometry, border=options.border)
+    height, width = len(row_map) - kh + 1, len(column_map) - kw + 1
+    rows = max(1, STRIP_ELEMENTS // max(1, width * planes.shape[2]), 2 * kh)
     out = None
     for top in range(0, height, rows):
-        finished = finisher(engine.correlate_valid(padded[top : top + rows + kh - 1], weights))
+        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map)
+        finished = finisher(engine.correlate_valid(strip, weights))
         if out is None:
             out = np.empty((height, width, planes.shape[2]), dtype=finished.dtype)
         out[top : top + rows] = finished
     return out
+
+
+def pad_index(length: int, k: int, *, geometry: str, border: str) -> np.ndarray:
+    """Which image index each padded position reads (-1: a zero), along one axis.
+
+    The same numbers ``pad`` produces, as indices: padding ``arange(length)``
+    by the border rule and cutting the geometry's window, so a strip can be
+    padded on its own, without a padded copy of the whole image.
+
+    >>> pad_index(3, 3, geometry='full', border='reflect').tolist()
+    [1, 0, 0, 1, 2, 2, 1]
+    >>> pad_index(3, 3, geometry='same', border='zero').tolist()
+    [-1, 0, 1, 2, -1]
+    """
+    before, after = pad_widths((k, 1), geometry)[0]
+    mode = NUMPY_PAD_MODES[border]
+    extra = {"constant_values": -1} if mode == "constant" else {}
+    wide = np.pad(np.arange(length), (k - 1, k - 1), mode=mode, **extra)
+    return wide[k - 1 - before : len(wide) - (k - 1 - after)]
+
+
+def gather(planes: np.ndarray, row_map: np.ndarray, column_map: np.ndarray) -> np.ndarray:
+    """The padded strip that ``row_map`` x ``column_map`` describe (-1 reads 0)."""
+    strip = planes.take(np.maximum(row_map, 0), axis=0).take(np.maximum(column_map, 0), axis=1)
+    if row_map.min(initial=0) < 0:
+        strip[row_map < 0] = 0
+    if column_map.min(initial=0) < 0:
+        strip[:, column_map < 0] = 0
+    return strip
 
 
 def filter_picture(picture, kernels: Sequence[Kernel], options: FilterOptions, *, maxval: int | None, value_range: str):

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -362,13 +362,18 @@ def check_capacity(fmt: str, *, is_float: bool, depth: int | None, channels: int
         raise UsageFailure(f"{fmt} holds a 2-D matrix; this result has {channels + has_alpha} channels, write .npy", subject=target)
 
 
-def encode_picture(picture: Picture, fmt: str, *, options: EncodeOptions = EncodeOptions(), target: str = "output") -> bytes:
-    """Encode to bytes in ``fmt``; deterministic for equal input."""
+def encoder_for(
+    picture: Picture, fmt: str, *, options: EncodeOptions = EncodeOptions(), target: str = "output"
+) -> Callable[[BinaryIO], None]:
+    """Check that ``fmt`` can hold ``picture``, then return what writes it to a stream.
+
+    Encoding straight into the output's temporary file keeps no second copy
+    of the encoded image in memory; the output is deterministic.
+    """
     data, alpha = picture.data, picture.alpha
-    is_float = data.dtype.kind == "f"
     check_capacity(
         fmt,
-        is_float=is_float,
+        is_float=data.dtype.kind == "f",
         depth=16 if data.dtype == np.uint16 else None,
         channels=data.shape[2],
         has_alpha=alpha is not None,
@@ -376,14 +381,19 @@ def encode_picture(picture: Picture, fmt: str, *, options: EncodeOptions = Encod
     )
     if fmt == "NPY":
         array = data if alpha is None else np.dstack([data, alpha.astype(data.dtype)])
-        if array.shape[2] == 1:
-            array = array[:, :, 0]
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        return buffer.getvalue()
+        array = np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array)
+        return lambda stream: np.save(stream, array, allow_pickle=False)
     if fmt in _TEXT_FORMATS:
-        return _format_text_matrix(data[:, :, 0], delimiter="," if fmt == "CSV" else " ").encode("ascii")
-    return _encode_image(data, alpha, fmt, options)
+        text = _format_text_matrix(data[:, :, 0], delimiter="," if fmt == "CSV" else " ").encode("ascii")
+        return lambda stream: stream.write(text)
+    return _image_encoder(data, alpha, fmt, options, target)
+
+
+def encode_picture(picture: Picture, fmt: str, *, options: EncodeOptions = EncodeOptions(), target: str = "output") -> bytes:
+    """Encode to bytes in ``fmt``; deterministic for equal input."""
+    buffer = io.BytesIO()
+    encoder_for(picture, fmt, options=options, target=target)(buffer)
+    return buffer.getvalue()
 
 
 def _format_text_matrix(matrix: np.ndarray, *, delimiter: str) -> str:
@@ -402,7 +412,7 @@ def _short_float(value: float) -> str:
     return repr(value)
 
 
-def _encode_image(data: np.ndarray, alpha: np.ndarray | None, fmt: str, options: EncodeOptions) -> bytes:
+def _image_encoder(data: np.ndarray, alpha: np.ndarray | None, fmt: str, options: EncodeOptions, target: str):
     from PIL import Image
 
     if data.dtype.kind == "f":
@@ -412,10 +422,10 @@ def _encode_image(data: np.ndarray, alpha: np.ndarray | None, fmt: str, options:
         if image.mode != "I;16":
             image = image.convert("I;16")
     else:
-        planes = data if alpha is None else np.dstack([data, alpha])
+        planes = np.ascontiguousarray(data if alpha is None else np.dstack([data, alpha]))
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes.shape[2]]
-        image = Image.frombuffer(mode, (planes.shape[1], planes.shape[0]), np.ascontiguousarray(planes).tobytes(), "raw", mode, 0, 1)
-    buffer = io.BytesIO()
+        # frombuffer shares the array's memory: no copy of a large image.
+        image = Image.frombuffer(mode, (planes.shape[1], planes.shape[0]), planes, "raw", mode, 0, 1)
     params: dict[str, object] = {}
     if fmt == "PNG":
         params["compress_level"] = options.png_level
@@ -423,11 +433,18 @@ def _encode_image(data: np.ndarray, alpha: np.ndarray | None, fmt: str, options:
         params["quality"] = options.quality
     elif fmt == "TIFF":
         params["compression"] = "raw"
-    try:
-        image.save(buffer, format=fmt, **params)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageFailure(f"cannot encode as {fmt}: {_clean(exc)}", subject="output") from None
-    return buffer.getvalue()
+
+    def encode(stream: BinaryIO) -> None:
+        try:
+            image.save(stream, format=fmt, **params)
+        except OSError as exc:
+            if exc.errno is not None:
+                raise  # the disk, not the encoder: reported as an output error
+            raise UsageFailure(f"cannot encode as {fmt}: {_clean(exc)}", subject=target) from None
+        except (ValueError, KeyError) as exc:
+            raise UsageFailure(f"cannot encode as {fmt}: {_clean(exc)}", subject=target) from None
+
+    return encode
 
 
 def write_picture(
@@ -440,11 +457,13 @@ def write_picture(
     """Encode and write ``picture``; ``-`` writes stdout."""
     name = os.fspath(target)
     fmt = fmt or format_for(name)
-    payload = encode_picture(picture, fmt, options=options, target=name)
+    encode = encoder_for(picture, fmt, options=options, target=name)
     if name == STDIO:
-        write_stdout(payload, text=fmt in _TEXT_FORMATS)
+        buffer = io.BytesIO()
+        encode(buffer)
+        write_stdout(buffer.getvalue(), text=fmt in _TEXT_FORMATS)
     else:
-        write_atomic(Path(name), payload)
+        write_atomic(Path(name), encode)
 
 
 def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) -> None:
@@ -465,8 +484,9 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file and a rename."""
+def write_atomic(path: Path, payload: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``payload`` (bytes, or a function writing to a stream) to ``path``
+    via a temporary file in the same folder and a rename."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -480,7 +500,10 @@ def write_atomic(path: Path, payload: bytes) -> None:
         raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
+            if callable(payload):
+                payload(stream)
+            else:
+                stream.write(payload)
         os.chmod(temp_name, 0o666 & ~_UMASK)
         os.replace(temp_name, path)
     except BaseException as exc:

@@ -255,3 +255,16 @@ class TestFusedStrips:
             for relu in (False, True):
                 finisher = Finisher(divisor=divisor, kernel_offset=0, maxval=255, value_range=value_range, relu=relu)
                 assert np.array_equal(finisher(sums), finisher(sums.astype(np.float64)))
+
+    @pytest.mark.parametrize("border", BORDERS)
+    @pytest.mark.parametrize("geometry", GEOMETRIES)
+    @pytest.mark.parametrize(("size", "kernel"), [((5, 7), (3, 3)), ((1, 1), (5, 4)), ((2, 3), (7, 2)), ((6, 4), (1, 6))])
+    def test_index_maps_pad_like_numpy_pad(self, border, geometry, size, kernel):
+        from imgconv.convolve import gather, pad, pad_index
+
+        if geometry == "valid" and (kernel[0] > size[0] or kernel[1] > size[1]):
+            return
+        planes = np.arange(1, size[0] * size[1] * 2 + 1, dtype=np.uint8).reshape(*size, 2)
+        rows = pad_index(size[0], kernel[0], geometry=geometry, border=border)
+        columns = pad_index(size[1], kernel[1], geometry=geometry, border=border)
+        assert np.array_equal(gather(planes, rows, columns), pad(planes, kernel, geometry=geometry, border=border))
