@@ -68,8 +68,8 @@ def throughput(ctx: Context) -> list[Group]:
 
 
 def _imgconv_backends(pixels, kernel, settings: Settings) -> list[Row]:
-    """``finish(convolve(...))`` to uint8 on every backend that takes the kernel."""
-    from imgconv import FilterOptions, apply_kernels, finish
+    """``filter_image`` to uint8 (what ``imgconv apply`` runs) on every backend that takes the kernel."""
+    from imgconv import FilterOptions, filter_image
     from imgconv import backends
 
     rows = []
@@ -80,7 +80,7 @@ def _imgconv_backends(pixels, kernel, settings: Settings) -> list[Row]:
         if reason:
             rows.append(Row(f"imgconv {name}", skipped=reason))
             continue
-        samples = timed(lambda: finish(apply_kernels(pixels, [kernel], backend=name), maxval=255), settings)
+        samples = timed(lambda: filter_image(pixels, [kernel], backend=name), settings)
         rows.append(Row(f"imgconv {name}", samples))
     # auto is one of the backends above: reuse its samples rather than pay twice.
     chosen = backends.choose(backends.AUTO, FilterOptions().request([kernel])).name

@@ -26,6 +26,7 @@ _EXPORTS = {
     "load_registry": ("imgconv.kernels", "load_registry"),
     "apply_kernels": ("imgconv.convolve", "convolve"),
     "finish": ("imgconv.convolve", "finish"),
+    "filter_image": ("imgconv.convolve", "filter_image"),
     "FilterOptions": ("imgconv.convolve", "FilterOptions"),
     "pool": ("imgconv.pooling", "pool"),
     "PoolOptions": ("imgconv.pooling", "PoolOptions"),

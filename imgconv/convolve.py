@@ -395,6 +395,33 @@ def filter_planes(planes: np.ndarray, kernels: Sequence[Kernel], options: Filter
     return out
 
 
+def filter_image(
+    image: np.ndarray,
+    kernels: Sequence[Kernel],
+    *,
+    maxval: int = 255,
+    value_range: str = "clip",
+    **options,
+) -> np.ndarray:
+    """``finish(apply_kernels(image, kernels, ...))`` as the command line runs it.
+
+    ``image`` is H x W or H x W x C; the result is uint8 (``maxval`` 255) or
+    uint16 (65535), or float64 with ``value_range='float'``.  Options are
+    those of ``FilterOptions`` (geometry, border, correlate, backend, scale,
+    offset, relu).  One kernel on integer pixels takes the fused strip route.
+
+    >>> import numpy as np
+    >>> from imgconv.kernels import parse_spec
+    >>> filter_image(np.full((3, 3), 100, np.uint8), [parse_spec('sharpen')]).tolist()
+    [[255, 200, 255], [200, 100, 200], [255, 200, 255]]
+    """
+    planes = np.asarray(image)
+    flat = planes.ndim == 2
+    result = filter_planes(planes[:, :, np.newaxis] if flat else planes, kernels, FilterOptions(**options),
+                           maxval=maxval, value_range=value_range)
+    return result[:, :, 0] if flat else result
+
+
 def pad_index(length: int, k: int, *, geometry: str, border: str) -> np.ndarray:
     """Which image index each padded position reads (-1: a zero), along one axis.
 
