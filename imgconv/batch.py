@@ -228,6 +228,8 @@ _worker_work: Work | None = None
 def _init_worker(work: Work) -> None:
     global _worker_work
     _worker_work = work
+    # The processes already use every core: one thread each for the strips.
+    os.environ["IMGCONV_THREADS"] = "1"
     # Ctrl-C reaches the whole process group: the parent alone decides, and
     # stops workers with SIGTERM, which unwinds them through the cleanup of
     # any half-written temporary file.

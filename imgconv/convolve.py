@@ -336,6 +336,9 @@ class Finisher:
                       offset=self.offset, relu=self.relu)
 
     def _integer(self, sums: np.ndarray, divisor: int) -> np.ndarray:
+        if divisor == 1 and not self.relu and self.value_range == "clip" and self.maxval <= np.iinfo(sums.dtype).max:
+            # The common case (sharpen, emboss): clip the sums where they are.
+            return np.clip(sums, 0, self.maxval, out=sums).astype(_dtype_for(self.maxval))
         # Room for the rounding term and for a 16-bit maxval over int16 sums.
         wide = sums.astype(np.int32 if divisor == 1 and sums.dtype.itemsize <= 2 else np.int64)
         if divisor < 0:  # S / -d == -S / d
@@ -384,15 +387,43 @@ def filter_planes(planes: np.ndarray, kernels: Sequence[Kernel], options: Filter
     row_map = pad_index(planes.shape[0], kh, geometry=options.geometry, border=options.border)
     column_map = pad_index(planes.shape[1], kw, geometry=options.geometry, border=options.border)
     height, width = len(row_map) - kh + 1, len(column_map) - kw + 1
-    rows = max(1, STRIP_ELEMENTS // max(1, width * planes.shape[2]), 2 * kh)
-    out = None
-    for top in range(0, height, rows):
-        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map)
-        finished = finisher(engine.correlate_valid(strip, weights))
-        if out is None:
-            out = np.empty((height, width, planes.shape[2]), dtype=finished.dtype)
-        out[top : top + rows] = finished
+    workers = thread_count()
+    # Several threads want fewer, larger strips (less handing over per strip).
+    elements = STRIP_ELEMENTS * (4 if workers > 1 else 1)
+    rows = max(1, elements // max(1, width * planes.shape[2]), 2 * kh)
+    column_run = _run(column_map)
+
+    def run(top: int) -> np.ndarray:
+        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map, column_run)
+        return finisher(engine.correlate_valid(strip, weights))
+
+    tops = range(0, height, rows)
+    first = run(0)
+    out = np.empty((height, width, planes.shape[2]), dtype=first.dtype)
+    out[:rows] = first
+
+    def fill(top: int) -> None:
+        out[top : top + rows] = run(top)
+
+    workers = min(workers, len(tops) - 1)
+    if workers > 1:
+        # numpy releases the GIL inside its loops, so strips run on every core.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, tops[1:]))
+    else:
+        for top in tops[1:]:
+            fill(top)
     return out
+
+
+def thread_count() -> int:
+    """Threads for the strips: ``IMGCONV_THREADS``, else the number of CPUs."""
+    import os
+
+    text = os.environ.get("IMGCONV_THREADS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else (os.cpu_count() or 1)
 
 
 def filter_image(
@@ -441,14 +472,42 @@ def pad_index(length: int, k: int, *, geometry: str, border: str) -> np.ndarray:
     return wide[k - 1 - before : len(wide) - (k - 1 - after)]
 
 
-def gather(planes: np.ndarray, row_map: np.ndarray, column_map: np.ndarray) -> np.ndarray:
-    """The padded strip that ``row_map`` x ``column_map`` describe (-1 reads 0)."""
-    strip = planes.take(np.maximum(row_map, 0), axis=0).take(np.maximum(column_map, 0), axis=1)
-    if row_map.min(initial=0) < 0:
-        strip[row_map < 0] = 0
-    if column_map.min(initial=0) < 0:
-        strip[:, column_map < 0] = 0
+def gather(
+    planes: np.ndarray, row_map: np.ndarray, column_map: np.ndarray, column_run: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The padded strip that ``row_map`` x ``column_map`` describe (-1 reads 0).
+
+    The longest run of consecutive indices is copied as one slice (the
+    image itself, between the pads); only the few pad positions are gathered.
+    ``column_run`` (from ``_run(column_map)``) saves finding it per strip.
+    """
+    # Every border rule steps by at most +1, so rows whose ends are len - 1
+    # apart are consecutive: the strip lies inside the image, a plain slice.
+    if row_map[0] >= 0 and row_map[-1] - row_map[0] == len(row_map) - 1:
+        source = planes[row_map[0] : row_map[0] + len(row_map)]
+    else:
+        source = planes.take(np.maximum(row_map, 0), axis=0)
+        source[row_map < 0] = 0
+    strip = np.empty((len(row_map), len(column_map), planes.shape[2]), dtype=planes.dtype)
+    start, stop = column_run if column_run is not None else _run(column_map)
+    strip[:, start:stop] = source[:, column_map[start] : column_map[start] + stop - start]
+    for edge in (slice(0, start), slice(stop, len(column_map))):
+        indices = column_map[edge]
+        if indices.size:
+            strip[:, edge] = source.take(np.maximum(indices, 0), axis=1)
+            strip[:, edge][:, indices < 0] = 0
     return strip
+
+
+def _run(indices: np.ndarray) -> tuple[int, int]:
+    """Start and stop of the longest run of consecutive, valid indices."""
+    breaks = np.flatnonzero((np.diff(indices) != 1) | (indices[1:] < 0) | (indices[:-1] < 0)) + 1
+    bounds = np.concatenate(([0], breaks, [len(indices)]))
+    longest = int(np.argmax(np.diff(bounds)))
+    start, stop = int(bounds[longest]), int(bounds[longest + 1])
+    if indices[start] < 0:
+        return 0, 0
+    return start, stop
 
 
 def filter_picture(picture, kernels: Sequence[Kernel], options: FilterOptions, *, maxval: int | None, value_range: str):

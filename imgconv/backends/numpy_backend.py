@@ -23,6 +23,7 @@ instead of kh * kw.  Working strip by strip keeps temporaries to a few MiB.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -56,10 +57,17 @@ class NumpyBackend:
         weights = np.asarray(weights, dtype=np.float64)
         integer_weights = bool(np.array_equal(weights, np.round(weights)))
         if planes.dtype.kind in "iu" and integer_weights:
-            plan = IntegerPlan.make(weights.astype(np.int64), high=_dtype_bound(planes.dtype))
+            plan = _plan(weights.tobytes(), weights.shape, _dtype_bound(planes.dtype))
             if plan is not None:
                 return plan.run(planes)
         return _correlate_float(np.asarray(planes, dtype=np.float64), weights)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(key: bytes, shape: tuple[int, int], high: int) -> "IntegerPlan | None":
+    """The integer plan for these weights, made once per kernel, not per strip."""
+    weights = np.frombuffer(key, dtype=np.float64).reshape(shape).astype(np.int64)
+    return IntegerPlan.make(weights, high=high)
 
 
 def _dtype_bound(dtype: np.dtype) -> int:
