@@ -141,8 +141,11 @@ class Kernel:
         pivot = self.values[pivot_r][pivot_c]
         if pivot == 0:
             return None
+        # ``exact`` walks every value: asked inside the loop below it made a
+        # 256x256 kernel take hours to show.
+        exact = self.exact
         row: tuple[Number, ...] = tuple(v / pivot for v in self.values[pivot_r])
-        if self.exact:
+        if exact:
             # Show the smallest integer row ([1, 4, 6, 4, 1], not [1/6, ...]).
             row = tuple(v / _content(row) for v in row)
         column = tuple(self.values[r][pivot_c] / row[pivot_c] for r in range(rows))
@@ -151,7 +154,7 @@ class Kernel:
             for c in range(cols):
                 product = column[r] * row[c]
                 value = self.values[r][c]
-                if self.exact:
+                if exact:
                     if product != value:
                         return None
                 elif abs(product - value) > 1e-12 * biggest:

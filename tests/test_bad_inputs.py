@@ -265,6 +265,11 @@ def test_raising_max_pixels_changes_the_outcome(run, corpus, out):
     assert (out / "x.png").exists()
 
 
+def test_raising_the_kernel_limit_changes_the_outcome(run):
+    assert run("kernels", "show", "box:300").exit_code == 2
+    assert run("kernels", "show", "box:300", env={"IMGCONV_MAX_KERNEL": "300"}).exit_code == 0
+
+
 def test_zero_sum_kernel_is_mostly_black_unless_offset(run, tmp_path):
     # The README's explanation: half the results of a zero-sum kernel are
     # negative and the rest small, so the default clip range is mostly black.
