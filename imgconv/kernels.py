@@ -313,7 +313,12 @@ def gaussian(sigma: float, size: int | None = None) -> Kernel:
     if size < 1:
         raise KernelError(f"size must be at least 1, got {size}", subject="gaussian")
     centre = (size - 1) / 2
-    line = [math.exp(-((i - centre) ** 2) / (2 * sigma * sigma)) for i in range(size)]
+    # Divide before squaring: sigma * sigma underflows to 0 for a tiny sigma
+    # (and ** raises on overflow), where z * z goes to inf and exp to 0.
+    line = []
+    for i in range(size):
+        z = (i - centre) / sigma
+        line.append(math.exp(-z * z / 2))
     norm = sum(line) ** 2
     values = tuple(tuple(a * b / norm for b in line) for a in line)
     return Kernel(
@@ -370,7 +375,9 @@ def _parse_parametric(kind: str, args: str, spec: str) -> Kernel:
                 raise KernelError(f"size '{params['size']}' is not a whole number", subject=subject)
             size = int(params["size"])
         if size is None and math.isfinite(sigma) and sigma > 0:
-            size = 2 * math.ceil(3 * sigma) + 1
+            # 3 * sigma overflows to inf near the float maximum; such a
+            # kernel is far over the size limit either way.
+            size = 2 * math.ceil(min(3 * sigma, 2.0**62)) + 1
         if size is not None:
             check_size(size, size, subject=subject)
         return gaussian(sigma, size)

@@ -116,6 +116,8 @@ KERNELS = [
          ("kernel 'gaussian:sigma=200'", "1201x1201 is larger than the limit")),
     Case("a raised limit is still a limit", f"apply -k box:300 {IMAGE_ARGS}", 2,
          ("kernel 'box:300'", "limit of 299x299"), env={"IMGCONV_MAX_KERNEL": "299"}),
+    Case("Gaussian with a huge sigma", f"apply -k gaussian:sigma=1e308 {IMAGE_ARGS}", 2,
+         ("kernel 'gaussian:sigma=1e308'", "larger than the limit")),
     Case("NaN in a kernel file", f"apply -k @{{c}}/nan-kernel.yaml {IMAGE_ARGS}", 2,
          ("kernel file {c}/nan-kernel.yaml, line 1", "non-finite value nan")),
     Case("missing kernel file", f"apply -k @{{c}}/no-such.yaml {IMAGE_ARGS}", 2,
