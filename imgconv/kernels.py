@@ -421,7 +421,7 @@ def load_kernel_file(path: Path) -> Kernel:
         raise KernelError("no such file", subject=subject) from None
     except IsADirectoryError:
         raise KernelError("is a directory", subject=subject) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         raise KernelError(getattr(exc, "strerror", None) or str(exc), subject=subject) from None
     if path.suffix.lower() in {".yaml", ".yml"}:
         data = _safe_load(text, str(path))

@@ -122,6 +122,8 @@ KERNELS = [
          ("kernel file {c}/nan-kernel.yaml, line 1", "non-finite value nan")),
     Case("missing kernel file", f"apply -k @{{c}}/no-such.yaml {IMAGE_ARGS}", 2,
          ("kernel file {c}/no-such.yaml", "no such file")),
+    Case("kernel file path with a NUL byte", "kernels show '@bad\0name.txt'", 2,
+         ("kernel file bad", "embedded null byte")),
     Case("unknown name", f"apply -k sharpn {IMAGE_ARGS}", 2, ("unknown kernel 'sharpn'", "did you mean 'sharpen'")),
     Case("kernel larger than the image in valid geometry", "apply -k box:5 --geometry valid {c}/small.png {o}/x.png", 1,
          ("{c}/small.png", "smaller than kernel 'box:5'", "--geometry same or full")),
