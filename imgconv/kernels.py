@@ -23,6 +23,7 @@ import difflib
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
@@ -45,6 +46,9 @@ MAX_KERNEL_SIDE = 256
 #: Integer weights are accumulated exactly in float64 as long as every partial
 #: sum stays below 2**53; this bounds ``sum(|w|) * 65535`` for 16-bit input.
 _EXACT_LIMIT = 2**53 // 65536
+
+#: Decimal exponents beyond this are outside float64 (1e308 .. 5e-324).
+_MAX_EXPONENT = 400
 
 ENV_REGISTRY = "IMGCONV_KERNELS"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -238,12 +242,19 @@ def parse_number(text: str, *, where: str) -> Number:
     lowered = token.lower().lstrip("+-")
     if lowered in {"nan", "inf", "infinity"}:
         raise KernelError(f"{where}: non-finite value '{token}'")
+    # Fraction('1e-9999999') builds a 10-million-digit integer (seconds; more
+    # digits, hours), and values past float's range fail when applied.
+    exponent = re.search(r"e([+-]?\d+)$", lowered)
+    if exponent and abs(int(exponent.group(1))) > _MAX_EXPONENT:
+        raise KernelError(f"{where}: '{token}' is out of range")
     try:
         value = Fraction(token)
     except (ValueError, ZeroDivisionError):
         if re.fullmatch(r"[+-]?\d+/0+", token):
             raise KernelError(f"{where}: division by zero in '{token}'") from None
         raise KernelError(f"{where}: '{token}' is not a number") from None
+    if abs(value) > sys.float_info.max:
+        raise KernelError(f"{where}: '{token}' is out of range")
     return value
 
 
