@@ -153,6 +153,8 @@ def read_picture(source: str | os.PathLike[str], *, color: str = "auto", max_pix
             kind = "IMAGE"
     if not data:
         raise InputError("the file is empty", subject=subject)
+    if kind == "NPY":
+        _check_npy_size(data, subject, max_pixels)
     if kind in MATRIX_FORMATS:
         return _to_color(_read_matrix(data, kind, subject), color)
     return _read_image(data, subject, color=color, max_pixels=max_pixels)
@@ -183,6 +185,27 @@ def _sniff(data: bytes) -> str:
     if stripped and all(ch in "0123456789+-.eE,; \t\r\n" for ch in stripped):
         return "CSV" if "," in stripped else "TXT"
     return "IMAGE"
+
+
+def _check_npy_size(data: bytes, subject: str, max_pixels: int) -> None:
+    """Apply the pixel limit to a .npy header before numpy allocates its
+    shape: a 200-byte file may declare 100000 x 100000 float64 values."""
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(data)
+    try:
+        version = npy.read_magic(stream)
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape = read_header(stream)[0]
+    except (ValueError, OSError, EOFError, SyntaxError):
+        return  # np.load reports the malformed header in its own words
+    height, width = (tuple(shape) + (1, 1))[:2]
+    if height * width > max_pixels:
+        raise InputError(
+            f"the matrix declares {height}x{width} = {height * width:,} values, over the limit of {max_pixels:,}; "
+            "raise it with --max-pixels",
+            subject=subject,
+        )
 
 
 def _read_matrix(data: bytes, kind: str, subject: str) -> Picture:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
@@ -43,6 +44,9 @@ MAX_KERNEL_SIDE = 256
 #: Integer weights are accumulated exactly in float64 as long as every partial
 #: sum stays below 2**53; this bounds ``sum(|w|) * 65535`` for 16-bit input.
 _EXACT_LIMIT = 2**53 // 65536
+
+#: Decimal exponents beyond this are outside float64 (1e308 .. 5e-324).
+_MAX_EXPONENT = 400
 
 ENV_REGISTRY = "IMGCONV_KERNELS"
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -139,8 +143,11 @@ class Kernel:
         pivot = self.values[pivot_r][pivot_c]
         if pivot == 0:
             return None
+        # ``exact`` walks every value: asked inside the loop below it made a
+        # 256x256 kernel take hours to show.
+        exact = self.exact
         row: tuple[Number, ...] = tuple(v / pivot for v in self.values[pivot_r])
-        if self.exact:
+        if exact:
             # Show the smallest integer row ([1, 4, 6, 4, 1], not [1/6, ...]).
             row = tuple(v / _content(row) for v in row)
         column = tuple(self.values[r][pivot_c] / row[pivot_c] for r in range(rows))
@@ -149,7 +156,7 @@ class Kernel:
             for c in range(cols):
                 product = column[r] * row[c]
                 value = self.values[r][c]
-                if self.exact:
+                if exact:
                     if product != value:
                         return None
                 elif abs(product - value) > 1e-12 * biggest:
@@ -233,12 +240,19 @@ def parse_number(text: str, *, where: str) -> Number:
     lowered = token.lower().lstrip("+-")
     if lowered in {"nan", "inf", "infinity"}:
         raise KernelError(f"{where}: non-finite value '{token}'")
+    # Fraction('1e-9999999') builds a 10-million-digit integer (seconds; more
+    # digits, hours), and values past float's range fail when applied.
+    exponent = re.search(r"e([+-]?\d+)$", lowered)
+    if exponent and abs(int(exponent.group(1))) > _MAX_EXPONENT:
+        raise KernelError(f"{where}: '{token}' is out of range")
     try:
         value = Fraction(token)
     except (ValueError, ZeroDivisionError):
         if re.fullmatch(r"[+-]?\d+/0+", token):
             raise KernelError(f"{where}: division by zero in '{token}'") from None
         raise KernelError(f"{where}: '{token}' is not a number") from None
+    if abs(value) > sys.float_info.max:
+        raise KernelError(f"{where}: '{token}' is out of range")
     return value
 
 
@@ -308,7 +322,12 @@ def gaussian(sigma: float, size: int | None = None) -> Kernel:
     if size < 1:
         raise KernelError(f"size must be at least 1, got {size}", subject="gaussian")
     centre = (size - 1) / 2
-    line = [math.exp(-((i - centre) ** 2) / (2 * sigma * sigma)) for i in range(size)]
+    # Divide before squaring: sigma * sigma underflows to 0 for a tiny sigma
+    # (and ** raises on overflow), where z * z goes to inf and exp to 0.
+    line = []
+    for i in range(size):
+        z = (i - centre) / sigma
+        line.append(math.exp(-z * z / 2))
     norm = sum(line) ** 2
     values = tuple(tuple(a * b / norm for b in line) for a in line)
     return Kernel(
@@ -365,7 +384,9 @@ def _parse_parametric(kind: str, args: str, spec: str) -> Kernel:
                 raise KernelError(f"size '{params['size']}' is not a whole number", subject=subject)
             size = int(params["size"])
         if size is None and math.isfinite(sigma) and sigma > 0:
-            size = 2 * math.ceil(3 * sigma) + 1
+            # 3 * sigma overflows to inf near the float maximum; such a
+            # kernel is far over the size limit either way.
+            size = 2 * math.ceil(min(3 * sigma, 2.0**62)) + 1
         if size is not None:
             check_size(size, size, subject=subject)
         return gaussian(sigma, size)
@@ -409,7 +430,7 @@ def load_kernel_file(path: Path) -> Kernel:
         raise KernelError("no such file", subject=subject) from None
     except IsADirectoryError:
         raise KernelError("is a directory", subject=subject) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
         raise KernelError(getattr(exc, "strerror", None) or str(exc), subject=subject) from None
     if path.suffix.lower() in {".yaml", ".yml"}:
         data = _safe_load(text, str(path))

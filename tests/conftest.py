@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,12 @@ def small_rgb(samples, tmp_path) -> Path:
 
 def pixels(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
+
+
+# Property tests: a fixed, derandomized budget in CI, so a run is fast and
+# reproducible; IMGCONV_HYPOTHESIS_PROFILE=long searches much further.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("IMGCONV_HYPOTHESIS_PROFILE", "ci"))

@@ -52,6 +52,12 @@ class TestInlineSpecs:
     def test_gaussian_explicit_size(self):
         assert parse_spec("gaussian:sigma=2,size=9").shape == (9, 9)
 
+    @pytest.mark.parametrize("sigma", ["1e-200", "1e-320"])
+    def test_gaussian_with_a_tiny_sigma_is_an_impulse(self, sigma):
+        k = parse_spec(f"gaussian:sigma={sigma},size=3")
+        assert [list(map(float, row)) for row in k.values] == [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
+        assert parse_spec(f"gaussian:sigma={sigma}").shape == (3, 3)
+
     def test_box(self):
         k = parse_spec("box:5")
         assert k.shape == (5, 5) and k.scale == 25
