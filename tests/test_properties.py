@@ -115,8 +115,8 @@ def kernels(draw):
     return Kernel("random", rows)
 
 
-def able_backends(kernel: Kernel, geometry: str, border: str) -> list[str]:
-    request = FilterOptions(geometry=geometry, border=border).request([kernel])
+def able_backends(kernel: Kernel, geometry: str, border: str, *, integer_input: bool = True) -> list[str]:
+    request = FilterOptions(geometry=geometry, border=border).request([kernel], integer_input=integer_input)
     able = [n for n in backends.names() if not (backends.get(n).unavailable() or backends.get(n).refuse(request))]
     assert able, "no backend serves this request"
     return able
@@ -136,7 +136,8 @@ def test_every_backend_agrees_with_the_reference(image, kernel, geometry, border
             convolve(data, [kernel], geometry=geometry, border=border)
         return
     expected = reference(data.astype(np.float64), weights, geometry=geometry, border=border, correlate=correlate)
-    for name in able_backends(kernel, geometry, border):
+    integer_input = bool(np.array_equal(data, np.floor(data)))
+    for name in able_backends(kernel, geometry, border, integer_input=integer_input):
         result = convolve(data, [kernel], geometry=geometry, border=border, correlate=correlate, backend=name)
         assert result.shape == expected.shape, name
         if maxval is None:  # matrices keep float64 values
@@ -233,3 +234,17 @@ def test_random_specs_through_kernels_show(spec):
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert "Error: " in result.stderr and result.stdout == ""
+
+
+@given(images(), kernels(), st.sampled_from(GEOMETRIES), st.sampled_from(BORDERS), st.booleans())
+def test_the_strip_route_gives_the_whole_image_bytes(image, kernel, geometry, border, correlate):
+    """filter_image (what apply runs: strips, integer rounding) == finish(convolve(...))."""
+    from imgconv.convolve import filter_image
+
+    mode, data, maxval = image
+    if maxval is None or (geometry == "valid" and (kernel.shape[0] > data.shape[0] or kernel.shape[1] > data.shape[1])):
+        return
+    for name in able_backends(kernel, geometry, border):
+        options = dict(geometry=geometry, border=border, correlate=correlate, backend=name)
+        whole = finish(convolve(data, [kernel], **options), maxval=maxval)
+        assert np.array_equal(filter_image(data, [kernel], maxval=maxval, **options), whole), (name, mode)
