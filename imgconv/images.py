@@ -372,7 +372,7 @@ def check_capacity(fmt: str, *, is_float: bool, depth: int | None, channels: int
         raise UsageFailure("a float TIFF holds one channel only; write .npy for colour", subject=target)
     if depth == 16 and fmt not in _HOLDS_16BIT:
         raise UsageFailure(f"{fmt} cannot hold 16-bit values; write .png, .tif or .npy, or give --depth 8", subject=target)
-    if depth == 16 and fmt in ("PNG", "TIFF", "PPM") and (channels != 1 or has_alpha):
+    if depth == 16 and fmt in ("TIFF", "PPM") and (channels != 1 or has_alpha):
         raise UsageFailure(
             f"16-bit {fmt} output is written for grayscale only; write .npy, or give --depth 8", subject=target
         )
@@ -436,6 +436,12 @@ def _short_float(value: float) -> str:
 
 
 def _image_encoder(data: np.ndarray, alpha: np.ndarray | None, fmt: str, options: EncodeOptions, target: str):
+    if fmt == "PNG" and data.dtype in (np.uint8, np.uint16):
+        from imgconv.png import write_png
+
+        pixels = data if alpha is None else np.dstack([data, alpha.astype(data.dtype)])
+        return lambda stream: write_png(pixels, stream, level=options.png_level)
+
     from PIL import Image
 
     if data.dtype.kind == "f":
