@@ -26,12 +26,13 @@ import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from imgconv.errors import KernelError, RegistryError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
 Number = Fraction | float
@@ -405,6 +406,8 @@ def parse_spec(spec: str, registry: "Registry | None" = None) -> Kernel:
     if not text:
         raise KernelError("the spec is empty", subject="kernel ''")
     if text.startswith("@"):
+        from pathlib import Path
+
         return load_kernel_file(Path(text[1:]))
     match = _SHAPE_RE.match(text)
     if match:
@@ -613,11 +616,90 @@ def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
 
 def builtin_registry_text() -> str:
     # The YAML file sits beside this module (package data).
-    return (Path(__file__).parent / "kernels.yaml").read_text(encoding="utf-8")
+    with open(os.path.join(os.path.dirname(__file__), "kernels.yaml"), encoding="utf-8") as stream:
+        return stream.read()
+
+
+def builtin_kernels() -> dict[str, Kernel]:
+    """The built-in registry, parsed once per version of ``kernels.yaml``.
+
+    Importing PyYAML and parsing the file is a third of ``imgconv kernels
+    list``'s run, so the parsed kernels are kept as JSON in the user's cache
+    folder, keyed by a checksum of the YAML text: an edited registry is
+    parsed again, and a missing, stale or unwritable cache only costs time.
+    """
+    import zlib
+
+    text = builtin_registry_text()
+    cache = os.path.join(_cache_folder(), f"kernels-{zlib.crc32(text.encode('utf-8')):08x}.json")
+    try:
+        with open(cache, encoding="utf-8") as stream:
+            return _kernels_from_json(stream.read())
+    except (OSError, ValueError, KeyError, TypeError, KernelError):
+        pass
+    kernels = parse_registry(text, origin="built-in")
+    _store(cache, _kernels_to_json(kernels))
+    return kernels
+
+
+def _cache_folder() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "imgconv")
+
+
+def _kernels_to_json(kernels: dict[str, Kernel]) -> str:
+    import json
+
+    def number(value: Number):  # exact values as "a/b" text, floats as JSON numbers
+        return str(value) if isinstance(value, Fraction) else value
+
+    return json.dumps([
+        {"name": k.name, "values": [[number(v) for v in row] for row in k.values], "scale": number(k.scale),
+         "offset": number(k.offset), "description": k.description, "source": k.source}
+        for k in kernels.values()
+    ])
+
+
+def _kernels_from_json(text: str) -> dict[str, Kernel]:
+    import json
+
+    def number(value):
+        return Fraction(value) if isinstance(value, str) else float(value)
+
+    kernels = {}
+    for entry in json.loads(text):
+        kernels[entry["name"]] = Kernel(
+            entry["name"],
+            tuple(tuple(number(v) for v in row) for row in entry["values"]),
+            scale=number(entry["scale"]),
+            offset=number(entry["offset"]),
+            description=entry["description"],
+            source=entry["source"],
+            origin="built-in",
+        )
+    return kernels
+
+
+def _store(path: str, text: str) -> None:
+    """Write the cache atomically; any failure just leaves it unwritten."""
+    folder = os.path.dirname(path)
+    temp = f"{path}.{os.getpid()}.part"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(temp, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
 
 
 def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     """The user's registry files: ``IMGCONV_KERNELS`` first, then ``extra``."""
+    from pathlib import Path
+
     from_env = [Path(p) for p in os.environ.get(ENV_REGISTRY, "").split(os.pathsep) if p]
     return [*from_env, *(Path(p) for p in extra)]
 
@@ -629,7 +711,7 @@ def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:
     >>> reg.get('sharpen').values[1]
     (Fraction(-1, 1), Fraction(5, 1), Fraction(-1, 1))
     """
-    kernels = parse_registry(builtin_registry_text(), origin="built-in")
+    kernels = builtin_kernels()
     for path in registry_paths(extra):
         try:
             text = path.read_text(encoding="utf-8")

@@ -200,3 +200,32 @@ class TestRegistry:
     def test_missing_registry_file(self, tmp_path):
         with pytest.raises(RegistryError, match="no such file"):
             load_registry([tmp_path / "absent.yaml"])
+
+
+class TestRegistryCache:
+    def test_cache_gives_the_same_kernels(self, tmp_path, monkeypatch):
+        from imgconv import kernels
+
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        parsed = kernels.builtin_kernels()
+        files = list((tmp_path / "imgconv").glob("kernels-*.json"))
+        assert len(files) == 1
+        cached = kernels.builtin_kernels()
+        assert cached == parsed
+        assert cached["unsharp5"].scale == -256 and cached["blur"].values[0][0] == 1
+
+    def test_a_damaged_cache_is_parsed_again(self, tmp_path, monkeypatch):
+        from imgconv import kernels
+
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        kernels.builtin_kernels()
+        (cache,) = (tmp_path / "imgconv").glob("kernels-*.json")
+        cache.write_text('[{"name": "sharpen", "values": [[1, 2], [3]]')
+        assert kernels.builtin_kernels()["sharpen"].values[1][1] == 5
+
+    def test_an_unwritable_cache_folder_is_harmless(self, tmp_path, monkeypatch):
+        from imgconv import kernels
+
+        (tmp_path / "file").write_text("not a folder")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+        assert kernels.builtin_kernels()["sharpen"].shape == (3, 3)
