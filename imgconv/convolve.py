@@ -339,8 +339,9 @@ class Finisher:
         if divisor == 1 and not self.relu and self.value_range == "clip" and self.maxval <= np.iinfo(sums.dtype).max:
             # The common case (sharpen, emboss): clip the sums where they are.
             return np.clip(sums, 0, self.maxval, out=sums).astype(_dtype_for(self.maxval))
-        # Room for the rounding term and for a 16-bit maxval over int16 sums.
-        wide = sums.astype(np.int32 if divisor == 1 and sums.dtype.itemsize <= 2 else np.int64)
+        # Signed, with room for the rounding term (2S + d) and a 16-bit maxval.
+        narrow = sums.dtype.itemsize <= 2 and abs(divisor) < 2**14
+        wide = sums.astype(np.int32 if narrow else np.int64)
         if divisor < 0:  # S / -d == -S / d
             np.negative(wide, out=wide)
             divisor = -divisor

@@ -40,6 +40,7 @@ STRIP_BYTES = 1 << 21
 _FLOAT_EXACT = 2**53
 
 _INT_TYPES = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
+_UINT_TYPES = (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.uint64))
 
 
 class NumpyBackend:
@@ -57,17 +58,17 @@ class NumpyBackend:
         weights = np.asarray(weights, dtype=np.float64)
         integer_weights = bool(np.array_equal(weights, np.round(weights)))
         if planes.dtype.kind in "iu" and integer_weights:
-            plan = _plan(weights.tobytes(), weights.shape, _dtype_bound(planes.dtype))
+            plan = _plan(weights.tobytes(), weights.shape, _dtype_bound(planes.dtype), planes.dtype.kind == "u")
             if plan is not None:
                 return plan.run(planes)
         return _correlate_float(np.asarray(planes, dtype=np.float64), weights)
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(key: bytes, shape: tuple[int, int], high: int) -> "IntegerPlan | None":
+def _plan(key: bytes, shape: tuple[int, int], high: int, unsigned_input: bool) -> "IntegerPlan | None":
     """The integer plan for these weights, made once per kernel, not per strip."""
     weights = np.frombuffer(key, dtype=np.float64).reshape(shape).astype(np.int64)
-    return IntegerPlan.make(weights, high=high)
+    return IntegerPlan.make(weights, high=high, unsigned_input=unsigned_input)
 
 
 def _dtype_bound(dtype: np.dtype) -> int:
@@ -75,9 +76,13 @@ def _dtype_bound(dtype: np.dtype) -> int:
     return max(abs(int(info.min)), int(info.max))
 
 
-def _narrowest(bound: int) -> np.dtype | None:
-    """The first integer type holding every value up to ``bound`` in size."""
-    for dtype in _INT_TYPES:
+def _narrowest(bound: int, *, signed: bool = True) -> np.dtype | None:
+    """The first integer type holding every value up to ``bound`` in size.
+
+    Sums of non-negative weights over unsigned pixels never go below 0, so
+    they may use unsigned types: a 5x5 Gaussian over 8-bit pixels fits uint16.
+    """
+    for dtype in _INT_TYPES if signed else _UINT_TYPES:
         if bound <= np.iinfo(dtype).max:
             return dtype
     return None
@@ -106,17 +111,21 @@ class IntegerPlan:
         self.passes = passes
 
     @classmethod
-    def make(cls, weights: np.ndarray, *, high: int) -> "IntegerPlan | None":
+    def make(cls, weights: np.ndarray, *, high: int, unsigned_input: bool = False) -> "IntegerPlan | None":
         factors = _rank_one(weights)
         if factors is not None:
             column, row = factors
+            if unsigned_input and row.min() >= 0 and column.min() >= 0:
+                signed = False
+            else:
+                signed = True
             middle = high * int(np.abs(row).sum())
             final = middle * int(np.abs(column).sum())
-            first, second = _narrowest(middle), _narrowest(final)
+            first, second = _narrowest(middle, signed=signed), _narrowest(final, signed=signed)
             if first is not None and second is not None and final < _FLOAT_EXACT:
                 return cls(weights, [(row[np.newaxis, :], first), (column[:, np.newaxis], second)])
         final = high * int(np.abs(weights).sum())
-        dtype = _narrowest(final)
+        dtype = _narrowest(final, signed=not (unsigned_input and weights.min() >= 0))
         if dtype is None or final >= _FLOAT_EXACT:
             return None
         return cls(weights, [(weights, dtype)])
