@@ -302,8 +302,14 @@ def run(
 def _run_pool(tasks: Sequence[Task], work: Work, processes: int, record) -> None:
     import multiprocessing
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    # Not plain fork: a process that already ran threads (strips, the PNG
+    # writer, a host program) can hand a held lock to a forked child, which
+    # then hangs. A fork server is a clean single-threaded parent that has
+    # imported the heavy modules once, so workers still start in milliseconds.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["imgconv.jobs", "imgconv.convolve", "imgconv.images", "imgconv.pooling"])
     pool = context.Pool(processes, initializer=_init_worker, initargs=(work,))
     try:
         for index, failure in pool.imap_unordered(_pool_task, enumerate(tasks), chunksize=1):
