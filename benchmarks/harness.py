@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
-WORK = HERE / "work"
+WORK = HERE / "data"
 REPO = HERE.parent
 
 

@@ -1,4 +1,4 @@
-"""The benchmark inputs, generated from sample_images/ into benchmarks/work/.
+"""The benchmark inputs, generated from sample_images/ into benchmarks/data/.
 
 Generated once and reused (a run checks only that the files exist), and
 deterministic, so two machines measure the same pixels.  Upscaling a real

@@ -327,18 +327,29 @@ class Finisher:
             return None
         return int(d)
 
-    def __call__(self, sums: np.ndarray) -> np.ndarray:
+    @property
+    def dtype(self) -> np.dtype:
+        """What the finished values are: float64, or the output's integer type."""
+        return np.dtype(np.float64) if self.value_range == "float" else _dtype_for(self.maxval)
+
+    def __call__(self, sums: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Finish ``sums`` (which may be changed in place), into ``out`` if given."""
         divisor = self.integer_divisor()
         if sums.dtype.kind in "iu" and divisor is not None and self.maxval is not None:
-            return self._integer(sums, divisor)
-        values = _scale_offset(sums, self.divisor, self.kernel_offset)
-        return finish(values, maxval=self.maxval, value_range=self.value_range, scale=self.scale,
-                      offset=self.offset, relu=self.relu)
+            finished = self._integer(sums, divisor)
+        else:
+            values = _scale_offset(sums, self.divisor, self.kernel_offset)
+            finished = finish(values, maxval=self.maxval, value_range=self.value_range, scale=self.scale,
+                              offset=self.offset, relu=self.relu)
+        if out is None:
+            return finished.astype(self.dtype, copy=False)
+        np.copyto(out, finished, casting="unsafe")  # values are already within the output's range
+        return out
 
     def _integer(self, sums: np.ndarray, divisor: int) -> np.ndarray:
         if divisor == 1 and not self.relu and self.value_range == "clip" and self.maxval <= np.iinfo(sums.dtype).max:
             # The common case (sharpen, emboss): clip the sums where they are.
-            return np.clip(sums, 0, self.maxval, out=sums).astype(_dtype_for(self.maxval))
+            return np.clip(sums, 0, self.maxval, out=sums)
         # Signed, with room for the rounding term (2S + d) and a 16-bit maxval.
         narrow = sums.dtype.itemsize <= 2 and abs(divisor) < 2**14
         wide = sums.astype(np.int32 if narrow else np.int64)
@@ -357,8 +368,7 @@ class Finisher:
                 wide *= 2
                 wide += divisor
                 wide //= 2 * divisor
-        np.clip(wide, 0, self.maxval, out=wide)
-        return wide.astype(_dtype_for(self.maxval))
+        return np.clip(wide, 0, self.maxval, out=wide)
 
 
 def filter_planes(planes: np.ndarray, kernels: Sequence[Kernel], options: FilterOptions, *,
@@ -394,27 +404,22 @@ def filter_planes(planes: np.ndarray, kernels: Sequence[Kernel], options: Filter
     rows = max(1, elements // max(1, width * planes.shape[2]), 2 * kh)
     column_run = _run(column_map)
 
-    def run(top: int) -> np.ndarray:
-        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map, column_run)
-        return finisher(engine.correlate_valid(strip, weights))
-
-    tops = range(0, height, rows)
-    first = run(0)
-    out = np.empty((height, width, planes.shape[2]), dtype=first.dtype)
-    out[:rows] = first
+    out = np.empty((height, width, planes.shape[2]), dtype=finisher.dtype)
 
     def fill(top: int) -> None:
-        out[top : top + rows] = run(top)
+        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map, column_run)
+        finisher(engine.correlate_valid(strip, weights), out=out[top : top + rows])
 
-    workers = min(workers, len(tops) - 1)
+    tops = range(0, height, rows)
+    workers = min(workers, len(tops))
     if workers > 1:
         # numpy releases the GIL inside its loops, so strips run on every core.
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, tops[1:]))
+            list(pool.map(fill, tops))
     else:
-        for top in tops[1:]:
+        for top in tops:
             fill(top)
     return out
 

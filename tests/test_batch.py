@@ -229,3 +229,29 @@ def test_pooling_shares_the_batch_machinery(run, tree):
     assert files_below(tree / "pooled") == ["2020/c-maxpool2x2.png", "2020/d-maxpool2x2.png",
                                             "a-maxpool2x2.png", "b-maxpool2x2.png"]
     assert Image.open(tree / "pooled" / "a-maxpool2x2.png").size == (24, 20)
+
+
+def test_progress_bar_only_on_a_terminal(tree):
+    """With stderr on a terminal the batch draws a rich progress bar there."""
+    main, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen([*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--jobs", "1"],
+                                   cwd=tree, stdout=subprocess.PIPE, stderr=secondary,
+                                   env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+        os.close(secondary)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the terminal closed: the process is done
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+    finally:
+        os.close(main)
+    shown = b"".join(chunks)
+    assert process.returncode == 0 and process.stdout.read() == b""
+    assert b"/4" in shown  # the bar's "done/total" column
+    assert b"imgconv: 4 written, 0 failed" in shown
