@@ -18,6 +18,8 @@ import click
 from imgconv import __version__
 from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ImgconvError
 
+# The names imgconv.convolve and imgconv.backends define, repeated so that
+# --help need not import numpy; tests/test_cli.py keeps them equal.
 GEOMETRIES = ("same", "full", "valid")
 BORDERS = ("zero", "nearest", "reflect", "mirror", "wrap")
 RANGES = ("clip", "abs", "normalize", "float")

@@ -248,3 +248,11 @@ class TestProcess:
         script = "import sys; from imgconv.cli import main\ntry:\n  main(['--help'])\nexcept SystemExit: pass\nprint('numpy' in sys.modules, 'PIL' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         assert result.stdout.strip().endswith("False False")
+
+
+def test_cli_choices_match_the_library():
+    from imgconv import backends, cli, convolve, images
+
+    assert cli.GEOMETRIES == convolve.GEOMETRIES and cli.BORDERS == convolve.BORDERS
+    assert cli.RANGES == convolve.RANGES and cli.COLORS == images.COLORS
+    assert set(cli.BACKEND_CHOICES) == {backends.AUTO, *backends.names()}
