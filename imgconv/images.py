@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -213,7 +214,9 @@ def _read_matrix(data: bytes, kind: str, subject: str) -> Picture:
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"not a valid .npy matrix ({exc})", subject=subject) from None
+            # numpy quotes the raw header, object addresses included: keep its first clause.
+            cause = re.sub(r" at 0x[0-9a-f]+", "", _clean(exc)).split(": ")[0]
+            raise InputError(f"not a valid .npy matrix ({cause})", subject=subject) from None
     else:
         array = _parse_text_matrix(data, delimiter="," if kind == "CSV" else None, subject=subject)
     if array.dtype.kind not in "biuf":
@@ -520,7 +523,9 @@ def write_atomic(path: Path, payload: bytes | Callable[[BinaryIO], object]) -> N
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create folder {folder}: {exc.strerror or exc}", subject=str(path)) from None
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        cause = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
+        raise OutputError(f"cannot create folder {folder}: {cause}", subject=str(path)) from None
     if path.is_dir():
         raise OutputError("is a directory", subject=str(path))
     try:

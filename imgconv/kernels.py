@@ -275,10 +275,18 @@ def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = Non
     row_texts = [r for r in re.split(r"[;\n]", text) if r.strip()]
     if not row_texts:
         raise KernelError("no values", subject=subject)
+    token_rows = [[t for t in re.split(r"[,\s]+", row_text.strip()) if t] for row_text in row_texts]
+    # Refuse an enormous kernel before parsing a million numbers.
+    if shape is not None:
+        check_size(*shape, subject=subject)
+    elif len(token_rows) == 1:
+        side = math.isqrt(len(token_rows[0]))
+        check_size(*((side, side) if side * side == len(token_rows[0]) else (1, len(token_rows[0]))), subject=subject)
+    else:
+        check_size(len(token_rows), max(len(t) for t in token_rows), subject=subject)
     rows: list[list[Number]] = []
     position = 0
-    for r, row_text in enumerate(row_texts, start=1):
-        tokens = [t for t in re.split(r"[,\s]+", row_text.strip()) if t]
+    for r, tokens in enumerate(token_rows, start=1):
         row = []
         for c, token in enumerate(tokens, start=1):
             position += 1
