@@ -167,6 +167,9 @@ def plan(inputs: Sequence[Input], output: str, *, kernel: str = "") -> list[Task
     """
     check_template(output)
     is_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
+    if any(item.path == "-" for item in inputs) and (is_folder or "{" in output):
+        raise UsageFailure("standard input has no name to put in a folder or template; give an output file or '-'",
+                           subject="--output")
     if is_folder:
         template = os.path.join(output, "{name}")
     elif "{" in output or len(inputs) == 1:

@@ -128,14 +128,14 @@ def run_files(paths, output, work, *, label, in_place, jobs, dry_run, update, fa
         inputs = batch.expand(paths)
         tasks = batch.plan(inputs, output, kernel=label)
         batch.check_plan(tasks, in_place=in_place)
-    if dry_run:
-        for task in tasks:
-            click.echo(f"{task.source} -> {task.target}")
-        return
     skipped = 0
     if update:
         fresh = [t for t in tasks if not batch.up_to_date(t)]
         skipped, tasks = len(tasks) - len(fresh), fresh
+    if dry_run:
+        for task in tasks:
+            click.echo(f"{task.source} -> {task.target}")
+        return
     single = len(tasks) == 1 and len(inputs) == 1
     if single:
         with reported():

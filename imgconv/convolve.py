@@ -22,7 +22,7 @@ One meaning, stated once (the README has the long form):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -66,8 +66,8 @@ class FilterOptions:
         _check_choice("--border", self.border, BORDERS)
         if self.value_range is not None:
             _check_choice("--range", self.value_range, RANGES)
-        if self.scale == 0 or not np.isfinite(self.scale):
-            raise UsageFailure(f"must be a finite non-zero number, got {self.scale}", subject="--scale")
+        if not np.isfinite(self.scale) or abs(self.scale) < np.finfo(np.float64).tiny:
+            raise UsageFailure(f"must be a finite non-zero number above 2.2e-308, got {self.scale}", subject="--scale")
         if not np.isfinite(self.offset):
             raise UsageFailure(f"must be a finite number, got {self.offset}", subject="--offset")
 
@@ -524,7 +524,13 @@ def filter_picture(picture, kernels: Sequence[Kernel], options: FilterOptions, *
     """
     from imgconv.images import Picture
 
+    divisor = depth_divisor(picture.maxval, maxval, value_range)
+    if divisor != 1:
+        # Levels keep their meaning across depths: out = (conv / scale + offset) / divisor.
+        options = replace(options, scale=options.scale * divisor, offset=options.offset / divisor)
     data = filter_planes(picture.data, kernels, options, maxval=maxval, value_range=value_range)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise InputError("the result overflows float64 (values beyond 1.8e308); scale the input or the kernel down")
     alpha = picture.alpha
     if alpha is not None:
         alpha = align_alpha(alpha, kernels, geometry=options.geometry, border=options.border)
@@ -533,6 +539,18 @@ def filter_picture(picture, kernels: Sequence[Kernel], options: FilterOptions, *
         else:
             alpha = alpha.astype(np.float64)
     return Picture(data, alpha, picture.format, None if value_range == "float" else maxval.bit_length())
+
+
+def depth_divisor(source_max: int | None, maxval: int | None, value_range: str) -> float:
+    """What divides input levels to give output levels: 1/257 from 8 to 16
+    bits, 257 from 16 to 8, and 1 for matrices, float results or one depth.
+
+    >>> depth_divisor(65535, 255, 'clip'), depth_divisor(None, 255, 'clip'), depth_divisor(255, 255, 'abs')
+    (257.0, 1.0, 1.0)
+    """
+    if source_max is None or maxval is None or value_range == "float" or source_max == maxval:
+        return 1.0
+    return source_max / maxval
 
 
 def _rescale_alpha(alpha: np.ndarray, source_max: int | None, maxval: int) -> np.ndarray:

@@ -503,8 +503,17 @@ def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) 
     stream = stream or sys.stdout.buffer
     if not text and stream.isatty():
         raise UsageFailure("refusing to write binary image data to a terminal; redirect it or give a file", subject="-")
-    stream.write(payload)
-    stream.flush()
+    view = memoryview(payload)
+    try:
+        # A raw or non-blocking stream may take only part: a cut image must not pass for success.
+        while view:
+            written = stream.write(view)
+            if not written:
+                raise OutputError("stdout took no more data; the output is incomplete", subject="-")
+            view = view[written:]
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputError("the reader closed the pipe before the whole output was written", subject="-") from None
 
 
 def _umask() -> int:

@@ -120,7 +120,7 @@ class Kernel:
             return self.weights, self.scale
         denominator = math.lcm(*(v.denominator for row in self.values for v in row))
         integers = [[int(v * denominator) for v in row] for row in self.values]
-        if sum(abs(v) for row in integers for v in row) > _EXACT_LIMIT:
+        if sum(abs(v) for row in integers for v in row) > _EXACT_LIMIT or denominator > _EXACT_LIMIT:
             return self.weights, self.scale
         array = np.array(integers, dtype=np.float64)
         array.setflags(write=False)
@@ -252,8 +252,8 @@ def parse_number(text: str, *, where: str) -> Number:
         if re.fullmatch(r"[+-]?\d+/0+", token):
             raise KernelError(f"{where}: division by zero in '{token}'") from None
         raise KernelError(f"{where}: '{token}' is not a number") from None
-    if abs(value) > sys.float_info.max:
-        raise KernelError(f"{where}: '{token}' is out of range")
+    if abs(value) > sys.float_info.max or (value != 0 and abs(value) < sys.float_info.min):
+        raise KernelError(f"{where}: '{token}' is out of float64's range")
     return value
 
 

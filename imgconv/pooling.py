@@ -243,8 +243,11 @@ def pool_picture(picture: Picture, options: PoolOptions, *, maxval: int | None, 
     from imgconv.convolve import finish
     from imgconv.images import Picture
 
+    from imgconv.convolve import depth_divisor
+
     window = {"size": options.size, "stride": options.stride, "padding": options.padding, "op": options.op}
-    data = finish(pool(picture.data, **window), maxval=maxval, value_range=value_range)
+    divisor = depth_divisor(picture.maxval, maxval, value_range)
+    data = finish(pool(picture.data, **window), maxval=maxval, value_range=value_range, scale=divisor)
     alpha = picture.alpha
     if alpha is not None:
         alpha = pool(alpha, **window).astype(np.float64)

@@ -255,3 +255,25 @@ def test_progress_bar_only_on_a_terminal(tree):
     assert process.returncode == 0 and process.stdout.read() == b""
     assert b"/4" in shown  # the bar's "done/total" column
     assert b"imgconv: 4 written, 0 failed" in shown
+
+
+def test_dry_run_with_update_lists_only_stale_outputs(run, tree):
+    run("apply", "-k", "blur", "photos/*.png", "-o", "out/")
+    os.utime(tree / "photos" / "a.png", (time.time() + 10, time.time() + 10))
+    result = run("apply", "-k", "blur", "photos/*.png", "-o", "out/", "--update", "--dry-run")
+    assert result.output == "photos/a.png -> out/a.png\n"
+
+
+def test_stdin_into_a_template_is_a_usage_error(run, tree):
+    result = run("apply", "-k", "blur", "-", "-o", "out/{stem}.png", input=(tree / "photos" / "a.png").read_bytes())
+    assert result.exit_code == 2 and "standard input has no name" in result.output
+
+
+def test_truncated_stdout_is_a_failure(tree, samples):
+    # 600x400 RGB at zlib level 0 is 720 kB, far more than a pipe holds.
+    process = subprocess.Popen([*IMGCONV, "apply", "-k", "blur", "--png-level", "0", samples / "coffee.png", "-"],
+                               cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.read(10)
+    process.stdout.close()  # the reader goes away early, as `| head -c 10` does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1 and b"the reader closed the pipe" in stderr

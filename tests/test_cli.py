@@ -256,3 +256,25 @@ def test_cli_choices_match_the_library():
     assert cli.GEOMETRIES == convolve.GEOMETRIES and cli.BORDERS == convolve.BORDERS
     assert cli.RANGES == convolve.RANGES and cli.COLORS == images.COLORS
     assert set(cli.BACKEND_CHOICES) == {backends.AUTO, *backends.names()}
+
+
+class TestDepth:
+    """--depth rescales levels: 8 -> 16 multiplies by 257, 16 -> 8 divides (rounding half up)."""
+
+    def test_eight_to_sixteen(self, run, small_gray, tmp_path):
+        assert run("apply", "-k", "identity", "--depth", "16", small_gray, tmp_path / "o.png").exit_code == 0
+        assert np.array_equal(pixels(tmp_path / "o.png").astype(int), pixels(small_gray).astype(int) * 257)
+
+    def test_sixteen_to_eight(self, run, samples, tmp_path):
+        source = samples / "astronaut-gray16.png"
+        assert run("apply", "-k", "identity", "--depth", "8", source, tmp_path / "o.png").exit_code == 0
+        expected = np.floor(pixels(source).astype(float) / 257 + 0.5)
+        assert np.array_equal(pixels(tmp_path / "o.png"), expected.astype(np.uint8))
+
+    def test_pooling_follows_the_same_rule(self, run, small_gray, tmp_path):
+        assert run("maxpool", "--size", "2", "--depth", "16", small_gray, tmp_path / "p.png").exit_code == 0
+        assert int(pixels(tmp_path / "p.png").max()) == int(pixels(small_gray).max()) * 257
+
+    def test_tiny_scale_refused(self, run, small_gray, tmp_path):
+        result = run("apply", "-k", "blur", "--scale", "1e-320", small_gray, tmp_path / "o.png")
+        assert result.exit_code == 2 and "--scale" in result.output
