@@ -4,9 +4,9 @@ A ``Picture`` is what the pipeline works on: an H x W x C array of colour
 (or matrix) values plus an alpha plane kept aside.  Image files become 8- or
 16-bit planes; ``.npy``, ``.csv`` and ``.txt`` files are numeric matrices.
 
-Every output is encoded in memory first and then written atomically (a
-temporary file in the target folder, then a rename), so a failed run never
-leaves a partial file behind.
+Every output is written atomically: encoded into a temporary file in the
+target folder, then renamed over the target, so a failed run never leaves a
+partial file behind.
 
 >>> import numpy as np, tempfile, os
 >>> folder = tempfile.mkdtemp()
