@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/imgconv features sample_images/camera.png -o out/camera-features.png --kernels edge1,sobel-x,sobel-y,laplacian --relu --pool 2
 	@echo "demo: filtered images written to out/"
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
 
 # Measurements, not tests: see benchmarks/README.md.  BENCH_QUICK=1 for a
@@ -36,8 +36,12 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# ruff (lint and format) over the package and its tests, mypy over the
+# package, with the settings in pyproject.toml; any finding fails the target.
 lint: $(STAMP)
-	$(BIN)/python -m pyflakes imgconv tests 2>/dev/null || true
+	$(BIN)/ruff check imgconv tests
+	$(BIN)/ruff format --check imgconv tests
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) out

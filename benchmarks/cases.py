@@ -69,13 +69,13 @@ def throughput(ctx: Context) -> list[Group]:
 
 def _imgconv_backends(pixels, kernel, settings: Settings) -> list[Row]:
     """``filter_image`` to uint8 (what ``imgconv apply`` runs) on every backend that takes the kernel."""
-    from imgconv import FilterOptions, filter_image
+    from imgconv import FilterOptions, FilterPlan, filter_image
     from imgconv import backends
 
+    request = FilterPlan.make([kernel], FilterOptions(), integer_input=None).request(integer_input=True)
     rows = []
     for name in backends.names():
         engine = backends.get(name)
-        request = FilterOptions(backend=name).request([kernel])
         reason = engine.unavailable() or engine.refuse(request)
         if reason:
             rows.append(Row(f"imgconv {name}", skipped=reason))
@@ -83,7 +83,7 @@ def _imgconv_backends(pixels, kernel, settings: Settings) -> list[Row]:
         samples = timed(lambda: filter_image(pixels, [kernel], backend=name), settings)
         rows.append(Row(f"imgconv {name}", samples))
     # auto is one of the backends above: reuse its samples rather than pay twice.
-    chosen = backends.choose(backends.AUTO, FilterOptions().request([kernel])).name
+    chosen = backends.choose(backends.AUTO, request).name
     same = next(r for r in rows if r.subject == f"imgconv {chosen}")
     return [Row(AUTO, list(same.samples), note=f"auto chose {chosen}"), *rows]
 

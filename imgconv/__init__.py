@@ -1,51 +1,55 @@
 """imgconv: filter images with convolution kernels and pool them.
 
 The library under the ``imgconv`` command.  It never imports click or rich,
-and loads numpy, scipy and Pillow only when a function needs them.
+and loads numpy, scipy and Pillow only when a function needs them: the
+public names are imported on first use.  ``__init__.pyi`` lists them once,
+for a type checker (the package ships ``py.typed``) and for the lazy import
+here, as scikit-image's lazy_loader stubs do; the stub is only read when a
+name is first asked for, so the command line never pays for it.
 
 >>> import numpy as np
->>> from imgconv import apply_kernels, finish, parse_spec
->>> apply_kernels(np.eye(3), [parse_spec('box:3')]).round(3).tolist()[1]
+>>> import imgconv
+>>> imgconv.filter_image(np.full((3, 3), 100, np.uint8), 'sharpen').tolist()
+[[255, 200, 255], [200, 100, 200], [255, 200, 255]]
+>>> imgconv.convolve(np.eye(3), 'box:3').round(3).tolist()[1]
 [0.222, 0.333, 0.222]
->>> finish(apply_kernels(np.eye(3) * 90, [parse_spec('box:3')]), maxval=255).tolist()[1]
-[20, 30, 20]
+>>> imgconv.pool(np.arange(16).reshape(4, 4), size=2).tolist()
+[[5, 7], [13, 15]]
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from functools import cache
 
 __version__ = "0.1.0"
 
-#: public name -> (module, attribute), imported on first use.
-_EXPORTS = {
-    "Kernel": ("imgconv.kernels", "Kernel"),
-    "parse_spec": ("imgconv.kernels", "parse_spec"),
-    "load_kernel": ("imgconv.kernels", "parse_spec"),
-    "load_registry": ("imgconv.kernels", "load_registry"),
-    "apply_kernels": ("imgconv.convolve", "convolve"),
-    "finish": ("imgconv.convolve", "finish"),
-    "filter_image": ("imgconv.convolve", "filter_image"),
-    "FilterOptions": ("imgconv.convolve", "FilterOptions"),
-    "pool": ("imgconv.pooling", "pool"),
-    "PoolOptions": ("imgconv.pooling", "PoolOptions"),
-    "Picture": ("imgconv.images", "Picture"),
-    "read_picture": ("imgconv.images", "read_picture"),
-    "write_picture": ("imgconv.images", "write_picture"),
-    "apply_file": ("imgconv.jobs", "apply_file"),
-    "OutputOptions": ("imgconv.jobs", "OutputOptions"),
-    "pool_file": ("imgconv.jobs", "pool_file"),
-    "ImgconvError": ("imgconv.errors", "ImgconvError"),
-    "UsageFailure": ("imgconv.errors", "UsageFailure"),
-}
 
-__all__ = ["__version__", *_EXPORTS]
+@cache
+def _exports() -> dict[str, str]:
+    """public name -> defining module, from the ``from M import N as N`` lines of the stub."""
+    import ast
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "__init__.pyi"), encoding="utf-8") as stream:
+        tree = ast.parse(stream.read())
+    return {
+        alias.asname or alias.name: node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    if name == "__all__":
+        return ["__version__", *_exports()]
     try:
-        module, attribute = _EXPORTS[name]
+        module = _exports()[name]
     except KeyError:
         raise AttributeError(f"module 'imgconv' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), attribute)
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(["__version__", *_exports()])

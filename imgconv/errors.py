@@ -1,12 +1,18 @@
 """The error kinds of imgconv and the exit-code policy, written in one place.
 
-The library raises these; the command line maps them to exit codes and
-prints them as one line.  Nothing else in the package decides an exit code.
+The library raises these; the command line turns them into exit codes and
+one-line messages with ``exit_status``, for a single file and for each file
+of a batch alike.  Nothing else in the package decides an exit code.
 
     0    every requested file was written
     1    a runtime failure: an input could not be read or an output written
     2    a usage error: a bad option, kernel spec, registry or format
     130  interrupted (Ctrl-C or SIGTERM)
+
+>>> exit_status(InputError("no such file", subject="a.png"))
+(1, 'a.png: no such file')
+>>> exit_status(ParameterError("must be positive, got 0x0", parameter="size"))
+(2, 'size: must be positive, got 0x0')
 """
 
 from __future__ import annotations
@@ -32,10 +38,37 @@ class ImgconvError(Exception):
         super().__init__(f"{subject}: {cause}" if subject else cause)
 
 
-class UsageFailure(ImgconvError):
-    """The request itself is wrong (option, kernel, registry, format): exit 2."""
+class UsageFailure(ImgconvError, ValueError):
+    """The request itself is wrong (option, kernel, registry, format): exit 2.
+
+    A ``ValueError`` too, so library callers can catch bad arguments the
+    usual Python way.
+    """
 
     exit_code = EXIT_USAGE
+
+
+class ParameterError(UsageFailure):
+    """A bad value for one keyword argument, named as the Python parameter
+    (``value_range``); the command line names its option (``--range``).
+
+    ``suggestion`` is a value of the same parameter that would work.
+
+    >>> str(ParameterError("cannot do this", parameter="backend", suggestion="scipy"))
+    "backend: cannot do this; use backend='scipy'"
+    """
+
+    def __init__(self, cause: str, *, parameter: str, suggestion: str | None = None) -> None:
+        self.parameter = parameter
+        self.suggestion = suggestion
+        super().__init__(cause, subject=parameter)
+        if suggestion is not None:
+            self.args = (f"{self.args[0]}; use {parameter}={suggestion!r}",)
+
+    def worded(self, option: str) -> str:
+        """The message with ``option`` (a command-line flag) in place of the parameter."""
+        hint = f"; use {option} {self.suggestion}" if self.suggestion is not None else ""
+        return f"{option}: {self.cause}{hint}"
 
 
 class KernelError(UsageFailure):
@@ -52,3 +85,18 @@ class InputError(ImgconvError):
 
 class OutputError(ImgconvError):
     """An output cannot be written: exit 1."""
+
+
+def exit_status(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message a run ends with after ``exc``.
+
+    Library errors carry their own; running out of memory is a runtime
+    failure; anything else is a bug, reported as an internal error.
+    """
+    if isinstance(exc, ImgconvError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, MemoryError):
+        return EXIT_FAILURE, "out of memory"
+    return EXIT_FAILURE, f"internal error: {type(exc).__name__}: {exc}"

@@ -19,18 +19,18 @@ every map out in one labelled grid, each map scaled for display on its own.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgconv.errors import KernelError, UsageFailure
-from imgconv.kernels import Kernel, Registry
+from imgconv.choices import DISPLAYS, Display, check
+from imgconv.errors import ParameterError
+from imgconv.kernels import Kernel
 
 if TYPE_CHECKING:
-    from imgconv.images import Picture
     from imgconv.jobs import OutputOptions
-
-DISPLAYS = ("normalize", "abs")
+    from imgconv.picture import Picture
 
 #: Sheet layout, in pixels: the gap around cells and the label strip above each.
 GAP = 4
@@ -39,53 +39,37 @@ BACKGROUND = 255
 INK = 0
 
 
-def kernels_from_names(text: str, registry: Registry) -> list[Kernel]:
-    """``'edge1,sobel-x'`` -> registry kernels (``--kernels``).
-
-    Only names: inline specs hold commas themselves (``'1,0,-1'``), so they
-    go through repeated ``-k`` instead.
-
-    >>> from imgconv.kernels import load_registry
-    >>> [k.name for k in kernels_from_names('edge1, sobel-x', load_registry())]
-    ['edge1', 'sobel-x']
-    """
-    kernels = []
-    for name in (part.strip() for part in text.split(",")):
-        try:
-            kernels.append(registry.get(name))
-        except KernelError as exc:
-            raise UsageFailure(
-                f"{exc.cause}; --kernels takes registry names separated by commas, give inline specs with -k",
-                subject="--kernels",
-            ) from None
-    return kernels
-
-
 def feature_maps(
     image: np.ndarray,
     kernels: Sequence[Kernel],
     *,
     relu: bool = False,
     pool_size: tuple[int, int] | None = None,
+    subject: str | None = None,
 ) -> list[np.ndarray]:
     """One float64 map per kernel: convolve (``same``, zero border, as a
     Conv2D with ``padding='same'``), then ReLU, then max pooling (stride =
-    size, ``valid``, as ``MaxPooling2D``)."""
-    from imgconv.convolve import convolve
-    from imgconv.pooling import pool
+    size, ``valid``, as ``MaxPooling2D``).  A window larger than the image
+    is refused before any map is computed."""
+    from imgconv.pipeline import convolve
+    from imgconv.pooling import PoolOptions, check_pool_fits, pool_planes
 
+    window = None
+    if pool_size is not None:
+        window = PoolOptions(size=pool_size)
+        check_pool_fits(image.shape[:2], size=window.window, padding="valid", subject=subject)
     maps = []
     for kernel in kernels:
         values = convolve(image, [kernel])
         if relu:
             values = np.maximum(values, 0.0)
-        if pool_size is not None:
-            values = pool(values, size=pool_size)
+        if window is not None:
+            values = pool_planes(values, window, checked=True)  # 'same' maps have the image's shape
         maps.append(values)
     return maps
 
 
-def for_display(values: np.ndarray, *, display: str = "normalize") -> np.ndarray:
+def for_display(values: np.ndarray, *, display: Display = "normalize") -> np.ndarray:
     """A map as 8-bit gray: ``normalize`` spreads its own min..max over
     0..255 (signed edges stay visible); ``abs`` shows the magnitude, clipped.
 
@@ -93,10 +77,9 @@ def for_display(values: np.ndarray, *, display: str = "normalize") -> np.ndarray
     >>> for_display(np.array([-2.0, 0.0, 2.0])).tolist(), for_display(np.array([-2.0, 300.0]), display='abs').tolist()
     ([0, 128, 255], [2, 255])
     """
-    from imgconv.convolve import finish
+    from imgconv.finishing import finish
 
-    if display not in DISPLAYS:
-        raise UsageFailure(f"'{display}' is not one of {', '.join(DISPLAYS)}", subject="--display")
+    check("display", display, DISPLAYS)
     return finish(values, maxval=255, value_range=display)
 
 
@@ -124,9 +107,11 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndar
     rows, cols = grid_shape(len(tiles))
     cell_h = max(t.shape[0] for t in tiles)
     cell_w = max(max(t.shape[1] for t in tiles), *(int(font.getbbox(label)[2]) for label in labels))
-    sheet = Image.new("L", (cols * cell_w + (cols + 1) * GAP, rows * (cell_h + LABEL_HEIGHT) + (rows + 1) * GAP), BACKGROUND)
+    sheet = Image.new(
+        "L", (cols * cell_w + (cols + 1) * GAP, rows * (cell_h + LABEL_HEIGHT) + (rows + 1) * GAP), BACKGROUND
+    )
     draw = ImageDraw.Draw(sheet)
-    for index, (tile, label) in enumerate(zip(tiles, labels)):
+    for index, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         row, col = divmod(index, cols)
         left = GAP + col * (cell_w + GAP)
         top = GAP + row * (cell_h + LABEL_HEIGHT + GAP)
@@ -135,7 +120,7 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str]) -> np.ndar
     return np.asarray(sheet)
 
 
-def _bitmap_font():
+def _bitmap_font() -> Any:
     from PIL import ImageFont
 
     # Pillow >= 10.1 made load_default() a FreeType font when FreeType is
@@ -151,7 +136,7 @@ def feature_sheet(
     *,
     relu: bool = False,
     pool_size: tuple[int, int] | None = None,
-    display: str = "normalize",
+    display: Display = "normalize",
     subject: str | None = None,
 ) -> np.ndarray:
     """The contact sheet of a Picture (gray, one channel): input, then each map.
@@ -159,18 +144,15 @@ def feature_sheet(
     Pooled maps are enlarged back by the pool size (each value a block, as
     nearest-neighbour), so every cell shows the same region of the input.
     """
-    from imgconv.pooling import check_pool_fits
-
     image = picture.data[:, :, 0].astype(np.float64)
-    if pool_size is not None:
-        check_pool_fits(image.shape, size=pool_size, padding="valid", subject=subject)
+    maps = feature_maps(image, kernels, relu=relu, pool_size=pool_size, subject=subject)
     if picture.maxval is None:
         shown = for_display(image)  # a matrix has no gray levels of its own
     else:
         shown = for_display(image * (255 / picture.maxval), display="abs")
     tiles, labels = [shown], [f"input {image.shape[0]}x{image.shape[1]}"]
     steps = ("relu " if relu else "") + (f"maxpool {pool_size[0]}x{pool_size[1]} " if pool_size else "")
-    for kernel, values in zip(kernels, feature_maps(image, kernels, relu=relu, pool_size=pool_size)):
+    for kernel, values in zip(kernels, maps, strict=True):
         tile = for_display(values, display=display)
         if pool_size is not None:
             tile = np.repeat(np.repeat(tile, pool_size[0], axis=0), pool_size[1], axis=1)
@@ -191,7 +173,7 @@ def features_file(
     *,
     relu: bool = False,
     pool_size: tuple[int, int] | None = None,
-    display: str = "normalize",
+    display: Display = "normalize",
     output: OutputOptions | None = None,
     max_pixels: int | None = None,
 ) -> None:
@@ -200,17 +182,19 @@ def features_file(
     ``output`` is an OutputOptions (format, encoder settings, ``in_place``);
     the sheet is 8-bit gray, which every format holds.
     """
-    from imgconv.images import DEFAULT_MAX_PIXELS, Picture, format_for, read_picture, write_picture
+    from imgconv.formats import format_for
     from imgconv.jobs import OutputOptions, refuse_overwrite
+    from imgconv.picture import Picture
+    from imgconv.reading import DEFAULT_MAX_PIXELS, read_picture
+    from imgconv.writing import write_picture
 
     output = output or OutputOptions()
-    if display not in DISPLAYS:
-        raise UsageFailure(f"'{display}' is not one of {', '.join(DISPLAYS)}", subject="--display")
+    check("display", display, DISPLAYS)
     if not kernels:
-        raise UsageFailure("give at least one kernel (-k SPEC or --kernels NAMES)", subject="--kernel")
+        raise ParameterError("give at least one kernel", parameter="kernels")
     refuse_overwrite(source, target, in_place=output.in_place)
     fmt = format_for(target, output.fmt)  # '-' without --format is PNG: a sheet is an image
     picture = read_picture(source, color="gray", max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     subject = source if source != "-" else "<stdin>"
     sheet = feature_sheet(picture, kernels, relu=relu, pool_size=pool_size, display=display, subject=subject)
-    write_picture(Picture(sheet[:, :, np.newaxis], None, fmt, 8), target, fmt=fmt, options=output.encode_options())
+    write_picture(Picture(sheet[:, :, np.newaxis], None, fmt.name, 8), target, fmt=fmt, options=output.encode_options())

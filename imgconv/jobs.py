@@ -1,21 +1,32 @@
-"""One file in, one file out: the jobs that ``apply``, ``pool`` (and batch) run.
+"""One file in, one file out: the jobs that ``apply`` and ``pool`` run per file.
 
-Checks that do not need the image (formats, backend limits, overwriting
-the input) run before anything is read, so a usage error never costs a
-decode and never touches a file.
+A job is made once per run from its plan and is picklable, so batch
+workers and remote tasks call the very object the command built:
+``job(source, target)``.  Checks that do not need the image (formats, the
+backend for this kind of input, overwriting the input) run before
+anything is read, so a usage error never costs a decode and never touches
+a file.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from imgconv.choices import Color, ValueRange
 from imgconv.errors import UsageFailure
-from imgconv.kernels import Kernel
+from imgconv.formats import STDIO, by_extension, check_capacity, format_for
 
 if TYPE_CHECKING:
-    from imgconv.images import Picture
+    import numpy as np
+
+    from imgconv.encoders import EncodeOptions
+    from imgconv.finishing import Finish
+    from imgconv.kernels import Kernel
+    from imgconv.picture import Picture
+    from imgconv.plan import FilterOptions, FilterPlan
     from imgconv.pooling import PoolOptions
 
 
@@ -29,15 +40,15 @@ class OutputOptions:
     quality: int = 90
     in_place: bool = False
 
-    def encode_options(self):
-        from imgconv.images import EncodeOptions
+    def encode_options(self) -> EncodeOptions:
+        from imgconv.encoders import EncodeOptions
 
         return EncodeOptions(png_level=self.png_level, quality=self.quality)
 
 
 def refuse_overwrite(source: str, target: str, *, in_place: bool) -> None:
     """Never write over an input unless ``--in-place`` says so."""
-    if in_place or "-" in (source, target):
+    if in_place or STDIO in (source, target):
         return
     try:
         same = os.path.exists(target) and os.path.samefile(source, target)
@@ -47,87 +58,149 @@ def refuse_overwrite(source: str, target: str, *, in_place: bool) -> None:
         raise UsageFailure("is the input file; refusing to overwrite it (give --in-place to allow)", subject=target)
 
 
-def preflight(source: str, target: str, kernels: Sequence[Kernel], options, output: OutputOptions) -> None:
-    """Everything that can be refused before the image is read."""
-    from imgconv import backends
-    from imgconv.images import EXTENSIONS, MATRIX_FORMATS
-
-    refuse_overwrite(source, target, in_place=output.in_place)
-    # Images hold integers; a matrix file may not (the pipeline checks again once it is read).
-    matrix = EXTENSIONS.get(os.path.splitext(source)[1].lower()) in MATRIX_FORMATS
-    backends.choose(options.backend, options.request(kernels, integer_input=not matrix))
-    check_output(target, output, value_range=options.value_range)
-
-
-def check_output(target: str, output: OutputOptions, *, value_range: str | None) -> None:
+def check_output(target: str, output: OutputOptions, *, value_range: ValueRange | None) -> None:
     """Refuse an output format that cannot hold the result, before reading."""
-    from imgconv.images import MATRIX_FORMATS, STDIO, check_capacity, format_for
-
     if target == STDIO and not output.fmt:
         return  # the format follows the input's, known after reading
     fmt = format_for(target, output.fmt)
-    value_range = value_range or ("float" if fmt in MATRIX_FORMATS else "clip")
+    value_range = value_range or ("float" if fmt.matrix else "clip")
     if value_range == "float":
         check_capacity(fmt, is_float=True, depth=None, channels=1, has_alpha=False, target=target)
     if output.depth == 16:
         check_capacity(fmt, is_float=False, depth=16, channels=1, has_alpha=False, target=target)
 
 
-def output_format(target: str, output: OutputOptions, input_format: str) -> str:
-    """The format written: ``--format``, the extension, else the input's."""
-    from imgconv.images import EXTENSIONS, format_for
+@dataclass(frozen=True, kw_only=True)
+class FileJob:
+    """What every one-file job shares: read, transform, write atomically.
 
-    writable = set(EXTENSIONS.values())
-    return format_for(target, output.fmt, fallback=input_format if input_format in writable else None)
-
-
-def convert_file(
-    source: str,
-    target: str,
-    step: Callable[..., "Picture"],
-    *,
-    value_range: str | None,
-    color: str = "auto",
-    output: OutputOptions = OutputOptions(),
-    max_pixels: int | None = None,
-) -> None:
-    """Read ``source``, run ``step`` on it, write ``target`` atomically.
-
-    The steps every one-file command shares (apply, pool): the output format
-    and depth, the range default, the atomic write.  ``step(picture,
-    maxval=, value_range=, subject=)`` returns the finished Picture.
+    Subclasses say what is checked before reading (``preflight``), the
+    range they were asked for, and what the picture goes through (``step``).
     """
-    from imgconv.images import DEFAULT_MAX_PIXELS, MATRIX_FORMATS, read_picture, write_picture
 
-    picture = read_picture(source, color=color, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-    fmt = output_format(target, output, picture.format)
-    value_range = value_range or ("float" if fmt in MATRIX_FORMATS else "clip")
-    depth = output.depth or picture.depth or 8
-    subject = source if source != "-" else "<stdin>"
-    result = step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
-    write_picture(result, target, fmt=fmt, options=output.encode_options())
+    color: Color = "auto"
+    output: OutputOptions = field(default_factory=OutputOptions)
+    max_pixels: int | None = None
+
+    def __call__(self, source: str, target: str) -> None:
+        from imgconv.reading import DEFAULT_MAX_PIXELS, read_picture
+        from imgconv.writing import write_picture
+
+        refuse_overwrite(source, target, in_place=self.output.in_place)
+        self.preflight(source)
+        check_output(target, self.output, value_range=self.value_range)
+        picture = read_picture(source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
+        fmt = format_for(target, self.output.fmt, fallback=picture.format)
+        value_range = self.value_range or ("float" if fmt.matrix else "clip")
+        depth = self.output.depth or picture.depth or 8
+        subject = source if source != STDIO else "<stdin>"
+        result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
+        write_picture(result, target, fmt=fmt, options=self.output.encode_options())
+
+    @property
+    def value_range(self) -> ValueRange | None:
+        """The range asked for; None: clip for images, float for matrices."""
+        return None
+
+    def preflight(self, source: str) -> None:
+        """Checks of this job that need only the input's name."""
+
+    def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyJob(FileJob):
+    """Filter one file with a plan (``imgconv apply``)."""
+
+    plan: FilterPlan
+
+    @property
+    def value_range(self) -> ValueRange | None:
+        return self.plan.options.value_range
+
+    def preflight(self, source: str) -> None:
+        # Images hold integers; a matrix file may not (the pipeline picks again once it is read).
+        found = by_extension(source)
+        self.plan.engine(integer_input=not (found is not None and found.matrix))
+
+    def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
+        from imgconv import pipeline
+        from imgconv.padding import align_alpha
+        from imgconv.picture import transform
+
+        plan, options = self.plan, self.plan.options
+
+        def planes(data: np.ndarray, finish: Finish) -> np.ndarray:
+            return pipeline.run(data, plan, finish, subject=subject)
+
+        def alpha(values: np.ndarray) -> np.ndarray:
+            shapes = [k.shape for k in plan.kernels]
+            return align_alpha(values, shapes, geometry=options.geometry, border=options.border)
+
+        return transform(
+            picture,
+            planes,
+            alpha,
+            maxval=maxval,
+            value_range=value_range,
+            scale=options.scale,
+            offset=options.offset,
+            relu=options.relu,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolJob(FileJob):
+    """Pool one file (``imgconv pool``, ``maxpool``, ...)."""
+
+    options: PoolOptions
+
+    @property
+    def value_range(self) -> ValueRange | None:
+        return self.options.value_range
+
+    def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
+        from imgconv.picture import transform
+        from imgconv.pooling import pool_planes
+
+        options = self.options
+
+        def planes(data: np.ndarray, finish: Finish) -> np.ndarray:
+            return finish(pool_planes(data, options, subject=subject))
+
+        def alpha(values: np.ndarray) -> np.ndarray:
+            return pool_planes(values, options, checked=True)  # the colour planes' shape was checked
+
+        return transform(picture, planes, alpha, maxval=maxval, value_range=value_range)
 
 
 def apply_file(
     source: str,
     target: str,
     kernels: Sequence[Kernel],
-    options,
+    options: FilterOptions,
     *,
-    color: str = "auto",
-    output: OutputOptions = OutputOptions(),
+    color: Color = "auto",
+    output: OutputOptions | None = None,
     max_pixels: int | None = None,
 ) -> None:
-    """Read ``source``, filter it with ``kernels``, write ``target`` atomically."""
-    from imgconv.convolve import check_fits, filter_picture
+    """Read ``source``, filter it with ``kernels``, write ``target`` atomically.
 
-    def step(picture, *, maxval: int, value_range: str, subject: str):
-        check_fits(picture.data.shape[:2], kernels, options.geometry, subject=subject)
-        return filter_picture(picture, kernels, options, maxval=maxval, value_range=value_range)
+    Parameters
+    ----------
+    source, target : str
+        Paths, or ``'-'`` for stdin / stdout.
+    kernels : sequence of Kernel
+    options : FilterOptions
+    color : {'auto', 'gray', 'rgb'}
+    output : OutputOptions, optional
+    max_pixels : int, optional
+    """
+    from imgconv.plan import FilterPlan
 
-    preflight(source, target, kernels, options, output)
-    convert_file(source, target, step, value_range=options.value_range, color=color, output=output,
-                 max_pixels=max_pixels)
+    plan = FilterPlan.make(kernels, options)
+    ApplyJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, plan=plan)(source, target)
 
 
 def pool_file(
@@ -135,18 +208,9 @@ def pool_file(
     target: str,
     options: PoolOptions,
     *,
-    color: str = "auto",
-    output: OutputOptions = OutputOptions(),
+    color: Color = "auto",
+    output: OutputOptions | None = None,
     max_pixels: int | None = None,
 ) -> None:
-    """Read ``source``, pool it, write ``target`` atomically (as apply_file)."""
-    from imgconv.pooling import check_pool_fits, pool_picture
-
-    def step(picture, *, maxval: int, value_range: str, subject: str):
-        check_pool_fits(picture.data.shape[:2], size=options.size, padding=options.padding, subject=subject)
-        return pool_picture(picture, options, maxval=maxval, value_range=value_range)
-
-    refuse_overwrite(source, target, in_place=output.in_place)
-    check_output(target, output, value_range=options.value_range)
-    convert_file(source, target, step, value_range=options.value_range, color=color, output=output,
-                 max_pixels=max_pixels)
+    """Read ``source``, pool it, write ``target`` atomically (as ``apply_file``)."""
+    PoolJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, options=options)(source, target)

@@ -68,7 +68,7 @@ def _filtered_rows(pixels: np.ndarray) -> np.ndarray:
 
 def _zlib_pieces(data: np.ndarray, level: int) -> list[bytes]:
     """One zlib stream over ``data``, deflated in parallel pieces."""
-    view = memoryview(data)
+    view = data.data
     starts = range(0, len(view), PIECE)
 
     def deflate(start: int) -> bytes:

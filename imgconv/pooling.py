@@ -29,22 +29,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgconv.errors import InputError, UsageFailure
-
-if TYPE_CHECKING:
-    from imgconv.images import Picture
-
-OPS = ("max", "mean", "min")
-PADDINGS = ("valid", "same")
+from imgconv.choices import PADDINGS, POOL_OPS, RANGES, Padding, PoolOp, ValueRange, check
+from imgconv.errors import InputError, ParameterError
 
 _WINDOW = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
 
 
-def parse_window(text: str, *, option: str = "--size") -> tuple[int, int]:
+def parse_window(text: str, *, parameter: str = "size") -> tuple[int, int]:
     """``'2'`` -> ``(2, 2)``, ``'2x3'`` -> ``(2, 3)`` (rows x columns).
 
     >>> parse_window('2'), parse_window('2x3')
@@ -52,22 +46,22 @@ def parse_window(text: str, *, option: str = "--size") -> tuple[int, int]:
     >>> parse_window('2x')
     Traceback (most recent call last):
     ...
-    imgconv.errors.UsageFailure: --size: '2x' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3
+    imgconv.errors.ParameterError: size: '2x' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3
     """
     match = _WINDOW.fullmatch(text)
     rows = int(match.group(1)) if match else 0
     cols = int(match.group(2) or rows) if match else 0
     if rows < 1 or cols < 1:
-        raise UsageFailure(
-            f"'{text}' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3", subject=option
+        raise ParameterError(
+            f"'{text}' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3", parameter=parameter
         )
     return rows, cols
 
 
-def _pair(value: int | tuple[int, int], option: str) -> tuple[int, int]:
+def _pair(value: int | tuple[int, int], parameter: str) -> tuple[int, int]:
     rows, cols = (value, value) if isinstance(value, (int, np.integer)) else value
     if rows < 1 or cols < 1:
-        raise UsageFailure(f"must be positive, got {rows}x{cols}", subject=option)
+        raise ParameterError(f"must be positive, got {rows}x{cols}", parameter=parameter)
     return int(rows), int(cols)
 
 
@@ -75,26 +69,37 @@ def _pair(value: int | tuple[int, int], option: str) -> tuple[int, int]:
 class PoolOptions:
     """One pooling run, independent of files (picklable, like FilterOptions).
 
-    ``stride`` None means the window size, as in Keras.
+    ``size`` and ``stride`` are N or (rows, cols); ``stride`` None means the
+    window size, as in Keras.  Both are stored as (rows, cols) pairs.
     """
 
-    size: tuple[int, int]
-    stride: tuple[int, int] | None = None
-    padding: str = "valid"
-    op: str = "max"
-    value_range: str | None = None  # None: clip for images, float for matrices
+    size: int | tuple[int, int]
+    stride: int | tuple[int, int] | None = None
+    padding: Padding = "valid"
+    op: PoolOp = "max"
+    value_range: ValueRange | None = None  # None: clip for images, float for matrices
 
     def __post_init__(self) -> None:
-        from imgconv.convolve import RANGES
+        size = _pair(self.size, "size")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "stride", size if self.stride is None else _pair(self.stride, "stride"))
+        check("padding", self.padding, PADDINGS)
+        check("op", self.op, POOL_OPS)
+        if self.value_range is not None:
+            check("value_range", self.value_range, RANGES)
 
-        _pair(self.size, "--size")
-        if self.stride is not None:
-            _pair(self.stride, "--stride")
-        for option, value, choices in (("--padding", self.padding, PADDINGS), ("--op", self.op, OPS)):
-            if value not in choices:
-                raise UsageFailure(f"'{value}' is not one of {', '.join(choices)}", subject=option)
-        if self.value_range is not None and self.value_range not in RANGES:
-            raise UsageFailure(f"'{self.value_range}' is not one of {', '.join(RANGES)}", subject="--range")
+    @property
+    def window(self) -> tuple[int, int]:
+        return self.size  # type: ignore[return-value]  # a pair after __post_init__
+
+    @property
+    def steps(self) -> tuple[int, int]:
+        return self.stride  # type: ignore[return-value]  # a pair after __post_init__
+
+    @property
+    def label(self) -> str:
+        """What ``{kernel}`` reads in output templates: ``maxpool2x2``."""
+        return f"{self.op}pool{self.window[0]}x{self.window[1]}"
 
 
 def output_length(n: int, *, size: int, stride: int, padding: str) -> int:
@@ -122,7 +127,9 @@ def pad_before(n: int, *, size: int, stride: int, padding: str) -> int:
     return max((out - 1) * stride + size - n, 0) // 2
 
 
-def pool_shape(shape: tuple[int, int], *, size: tuple[int, int], stride: tuple[int, int], padding: str) -> tuple[int, int]:
+def pool_shape(
+    shape: tuple[int, int], *, size: tuple[int, int], stride: tuple[int, int], padding: str
+) -> tuple[int, int]:
     """The H x W of the pooled result.
 
     >>> pool_shape((32, 32), size=(2, 2), stride=(2, 2), padding='valid')
@@ -150,36 +157,61 @@ def pool(
     *,
     size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
-    padding: str = "valid",
-    op: str = "max",
+    padding: Padding = "valid",
+    op: PoolOp = "max",
 ) -> np.ndarray:
-    """Pool ``image`` (H x W or H x W x C, each channel on its own).
+    """Pool ``image`` window by window, each channel on its own.
 
-    ``size`` and ``stride`` are N or (rows, cols); the stride defaults to the
-    size.  ``max`` and ``min`` keep the input's dtype (they pick values);
-    ``mean`` returns float64, unrounded.
+    Parameters
+    ----------
+    image : ndarray
+        H x W or H x W x C.
+    size : int or (int, int)
+        The window, N or (rows, cols).
+    stride : int or (int, int), optional
+        The step between windows; the window size by default, as in Keras.
+    padding : {'valid', 'same'}
+        Keras's padding: ``same`` ignores the cells outside the image.
+    op : {'max', 'mean', 'min'}
+        What each window gives.
 
+    Returns
+    -------
+    ndarray
+        ``max`` and ``min`` keep the input's dtype (they pick values);
+        ``mean`` is float64, unrounded.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> pool(np.array([[-5.0, -1.0, -3.0]]), size=2, padding='same').tolist()
     [[-1.0, -3.0]]
     >>> pool(np.array([[1, 2, 3, 4, 5]]), size=(1, 2), padding='same', op='mean').tolist()
     [[1.5, 3.5, 5.0]]
     """
-    size = _pair(size, "--size")
-    stride = size if stride is None else _pair(stride, "--stride")
-    PoolOptions(size=size, stride=stride, padding=padding, op=op)  # validates padding and op
-    planes = np.asarray(image)
-    if planes.ndim not in (2, 3) or 0 in planes.shape:
-        raise UsageFailure(f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", subject="image")
-    check_pool_fits(planes.shape[:2], size=size, padding=padding)
+    return pool_planes(np.asarray(image), PoolOptions(size=size, stride=stride, padding=padding, op=op))
+
+
+def pool_planes(
+    planes: np.ndarray, options: PoolOptions, *, subject: str | None = None, checked: bool = False
+) -> np.ndarray:
+    """``pool`` with the options made once; the image's shape is checked
+    here unless ``checked`` says it was (an alpha plane beside its colour)."""
+    size, stride, padding = options.window, options.steps, options.padding
+    if not checked:
+        if planes.ndim not in (2, 3) or 0 in planes.shape:
+            raise ParameterError(
+                f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", parameter="image"
+            )
+        check_pool_fits(planes.shape[:2], size=size, padding=padding, subject=subject)
     # A window's max (min, sum) is the max over its rows of the max over its
     # columns, so each axis is reduced on its own: O(size) work per output
     # instead of O(rows * cols), and the only temporary is H x out_W.
-    ufunc = {"max": np.maximum, "min": np.minimum, "mean": np.add}[op]
+    ufunc = {"max": np.maximum, "min": np.minimum, "mean": np.add}[options.op]
     result = planes
     for axis in (1, 0):
         result = _reduce_axis(result, axis, ufunc, size=size[axis], stride=stride[axis], padding=padding)
-    if op == "mean":
+    if options.op == "mean":
         counts = np.outer(*(_cells_inside(planes.shape[a], size[a], stride[a], padding) for a in (0, 1)))
         result = result / (counts if planes.ndim == 2 else counts[:, :, np.newaxis])
     return result
@@ -230,28 +262,3 @@ def _cells_inside(n: int, size: int, stride: int, padding: str) -> np.ndarray:
     out = output_length(n, size=size, stride=stride, padding=padding)
     starts = np.arange(out) * stride - pad_before(n, size=size, stride=stride, padding=padding)
     return np.minimum(starts + size, n) - np.maximum(starts, 0)
-
-
-def pool_picture(picture: Picture, options: PoolOptions, *, maxval: int | None, value_range: str) -> Picture:
-    """Pool a Picture's planes and its alpha with the same window and op.
-
-    Values are finished as ``apply`` finishes them (``finish``: the range,
-    round half up, clip), so a mean of an 8-bit image is rounded half up.
-    Alpha goes through the same op: max-pooling keeps a window opaque if any
-    of its pixels is, mean-pooling averages the opacity.
-    """
-    from imgconv.convolve import finish
-    from imgconv.images import Picture
-
-    from imgconv.convolve import depth_divisor
-
-    window = {"size": options.size, "stride": options.stride, "padding": options.padding, "op": options.op}
-    divisor = depth_divisor(picture.maxval, maxval, value_range)
-    data = finish(pool(picture.data, **window), maxval=maxval, value_range=value_range, scale=divisor)
-    alpha = picture.alpha
-    if alpha is not None:
-        alpha = pool(alpha, **window).astype(np.float64)
-        if value_range != "float":
-            # Opacity keeps its meaning when the output depth differs from the input's.
-            alpha = finish(alpha * (maxval / picture.maxval), maxval=maxval)
-    return Picture(data, alpha, picture.format, None if value_range == "float" else maxval.bit_length())

@@ -14,6 +14,7 @@ from imgconv import backends
 from imgconv.backends import Request, numpy_backend
 from imgconv.cli import cli
 from imgconv.errors import UsageFailure
+from imgconv.kernels import Kernel
 
 NINE = list(range(1, 10))
 
@@ -54,12 +55,19 @@ def test_pillow_saturates_8_bit_and_clamps_32_bit_at_zero():
         Image.fromarray(np.zeros((3, 3), np.float32)).filter(ImageFilter.Kernel((3, 3), [1] * 9))
 
 
+def as_kernel(weights: np.ndarray) -> Kernel:
+    """Weights as a Kernel, the form backends correlate with (integers stay exact)."""
+    return Kernel(
+        "weights", tuple(tuple(int(v) if float(v).is_integer() else float(v) for v in row) for row in weights)
+    )
+
+
 def test_pil_backend_hides_every_quirk():
     """Orientation, scale, border, negative and over-range sums: scipy's numbers."""
     planes = np.pad(impulse(3, 250)[:, :, np.newaxis], ((1, 1), (1, 1), (0, 0)))
     weights = np.array([[1, 2, 3], [4, -500, 6], [7, 8, 9]], dtype=float)
-    got = backends.get("pil").correlate_valid(planes, weights)
-    assert np.array_equal(got, backends.get("scipy").correlate_valid(planes, weights))
+    got = backends.get("pil").correlate_valid(planes, as_kernel(weights))
+    assert np.array_equal(got, backends.get("scipy").correlate_valid(planes, as_kernel(weights)))
     assert got[1, 1, 0] == -125000 and got[0, 0, 0] == 2250
 
 
@@ -70,13 +78,13 @@ def test_pil_backend_is_exact_past_float32(high, weight):
     planes = rng.integers(-high // 4, high, (9, 11, 2)).astype(float)
     for shape in ((5, 5), (3, 3), (2, 3)):
         weights = rng.integers(-weight, weight + 1, shape).astype(float)
-        want = backends.get("scipy").correlate_valid(planes, weights)
-        assert np.array_equal(backends.get("pil").correlate_valid(planes, weights), want)
+        want = backends.get("scipy").correlate_valid(planes, as_kernel(weights))
+        assert np.array_equal(backends.get("pil").correlate_valid(planes, as_kernel(weights)), want)
 
 
 def test_pil_backend_rejects_non_integer_planes():
     with pytest.raises(ValueError, match="integer"):
-        backends.get("pil").correlate_valid(np.full((3, 3, 1), 0.5), np.ones((3, 3)))
+        backends.get("pil").correlate_valid(np.full((3, 3, 1), 0.5), as_kernel(np.ones((3, 3))))
 
 
 # -- numpy strips ------------------------------------------------------------
@@ -92,8 +100,8 @@ def test_numpy_strips_and_integer_path_match_float_sums(monkeypatch):
         (integers / 7, rng.normal(size=(4, 5))),  # float64 sums
         (integers * 2.0**30, np.full((3, 3), 2.0**20)),  # past 2**53: float64 like scipy
     ):
-        want = backends.get("scipy").correlate_valid(planes, weights)
-        assert np.array_equal(backends.get("numpy").correlate_valid(planes, weights), want)
+        want = backends.get("scipy").correlate_valid(planes, as_kernel(weights))
+        assert np.array_equal(backends.get("numpy").correlate_valid(planes, as_kernel(weights)), want)
 
 
 # -- registry, refusal, auto -------------------------------------------------
@@ -129,13 +137,15 @@ def request(*shapes, exact=True, integer=True) -> Request:
     ],
 )
 def test_pil_refuses_and_names_a_backend_that_can(req, reason):
-    with pytest.raises(UsageFailure, match=f"{reason}.*use --backend scipy"):
+    with pytest.raises(UsageFailure, match=f"{reason}.*use backend='scipy'"):
         backends.choose("pil", req)
 
 
 def test_refusal_exits_2_before_reading_the_input(tmp_path):
     missing = tmp_path / "missing.png"
-    result = CliRunner().invoke(cli, ["apply", "--backend", "pil", "-k", "motion-blur", str(missing), str(tmp_path / "o.png")])
+    result = CliRunner().invoke(
+        cli, ["apply", "--backend", "pil", "-k", "motion-blur", str(missing), str(tmp_path / "o.png")]
+    )
     assert result.exit_code == 2
     assert "--backend scipy" in result.output and "no such file" not in result.output.lower()
 
@@ -154,4 +164,6 @@ def test_auto_prefers_numpy_for_exact_runs_and_scipy_for_float_sums():
 
 def test_importing_the_registry_loads_no_engine():
     code = "import sys, imgconv.backends; print(sorted({'numpy', 'scipy', 'PIL'} & set(sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from bad_inputs.make_corpus import build
 from conftest import SAMPLES, pixels
-from imgconv import images
+from PIL import Image
+
+from imgconv import writing
 
 
 @pytest.fixture(scope="session")
@@ -66,37 +66,96 @@ IMAGES = [
     Case("truncated PNG", f"{APPLY} {{c}}/truncated.png {{o}}/x.png", 1, ("{c}/truncated.png", "truncated")),
     Case("truncated JPEG", f"{APPLY} {{c}}/truncated.jpg {{o}}/x.png", 1, ("{c}/truncated.jpg", "truncated")),
     Case("text named .png", f"{APPLY} {{c}}/text.png {{o}}/x.png", 1, ("{c}/text.png", "not an image file")),
-    Case("PNG signature only", f"{APPLY} {{c}}/signature-only.png {{o}}/x.png", 1,
-         ("{c}/signature-only.png", "not an image file")),
-    Case("random bytes after a PNG signature", f"{APPLY} {{c}}/random.png {{o}}/x.png", 1,
-         ("{c}/random.png", "not an image file")),
-    Case("PNG with a bad header CRC", f"{APPLY} {{c}}/bad-crc.png {{o}}/x.png", 1, ("{c}/bad-crc.png", "not an image file")),
-    Case("PNG with damaged pixel data", f"{APPLY} {{c}}/damaged-pixels.png {{o}}/x.png", 1,
-         ("{c}/damaged-pixels.png", "cannot decode the image")),
-    Case("PNG zero pixels wide", f"{APPLY} {{c}}/zero-width.png {{o}}/x.png", 1, ("{c}/zero-width.png", "not an image")),
-    Case("PNG decompression bomb", f"{APPLY} {{c}}/bomb.png {{o}}/x.png", 1,
-         ("{c}/bomb.png", "100000x100000 is 10,000,000,000 pixels, over the limit of 100,000,000", "--max-pixels")),
-    Case("PNG bomb with the limit raised still fails cleanly", f"{APPLY} --max-pixels 20000000000 {{c}}/bomb.png {{o}}/x.png",
-         1, ("{c}/bomb.png", "cannot decode the image")),
-    Case("BMP decompression bomb", f"{APPLY} {{c}}/bomb.bmp {{o}}/x.png", 1,
-         ("{c}/bomb.bmp", "20000x20000", "over the limit", "--max-pixels")),
-    Case("npy declaring 100000x100000 values", f"{APPLY} {{c}}/bomb.npy {{o}}/x.npy", 1,
-         ("{c}/bomb.npy", "declares 100000x100000 = 10,000,000,000 values, over the limit of 100,000,000",
-          "--max-pixels")),
-    Case("over a lowered --max-pixels", f"{APPLY} --max-pixels 1000 {{c}}/good.png {{o}}/x.png", 1,
-         ("{c}/good.png", "64x48 is 3,072 pixels, over the limit of 1,000", "--max-pixels")),
+    Case(
+        "PNG signature only",
+        f"{APPLY} {{c}}/signature-only.png {{o}}/x.png",
+        1,
+        ("{c}/signature-only.png", "not an image file"),
+    ),
+    Case(
+        "random bytes after a PNG signature",
+        f"{APPLY} {{c}}/random.png {{o}}/x.png",
+        1,
+        ("{c}/random.png", "not an image file"),
+    ),
+    Case(
+        "PNG with a bad header CRC",
+        f"{APPLY} {{c}}/bad-crc.png {{o}}/x.png",
+        1,
+        ("{c}/bad-crc.png", "not an image file"),
+    ),
+    Case(
+        "PNG with damaged pixel data",
+        f"{APPLY} {{c}}/damaged-pixels.png {{o}}/x.png",
+        1,
+        ("{c}/damaged-pixels.png", "cannot decode the image"),
+    ),
+    Case(
+        "PNG zero pixels wide", f"{APPLY} {{c}}/zero-width.png {{o}}/x.png", 1, ("{c}/zero-width.png", "not an image")
+    ),
+    Case(
+        "PNG decompression bomb",
+        f"{APPLY} {{c}}/bomb.png {{o}}/x.png",
+        1,
+        ("{c}/bomb.png", "100000x100000 is 10,000,000,000 pixels, over the limit of 100,000,000", "--max-pixels"),
+    ),
+    Case(
+        "PNG bomb with the limit raised still fails cleanly",
+        f"{APPLY} --max-pixels 20000000000 {{c}}/bomb.png {{o}}/x.png",
+        1,
+        ("{c}/bomb.png", "cannot decode the image"),
+    ),
+    Case(
+        "BMP decompression bomb",
+        f"{APPLY} {{c}}/bomb.bmp {{o}}/x.png",
+        1,
+        ("{c}/bomb.bmp", "20000x20000", "over the limit", "--max-pixels"),
+    ),
+    Case(
+        "npy declaring 100000x100000 values",
+        f"{APPLY} {{c}}/bomb.npy {{o}}/x.npy",
+        1,
+        (
+            "{c}/bomb.npy",
+            "declares 100000x100000 = 10,000,000,000 values, over the limit of 100,000,000",
+            "--max-pixels",
+        ),
+    ),
+    Case(
+        "over a lowered --max-pixels",
+        f"{APPLY} --max-pixels 1000 {{c}}/good.png {{o}}/x.png",
+        1,
+        ("{c}/good.png", "64x48 is 3,072 pixels, over the limit of 1,000", "--max-pixels"),
+    ),
     Case("directory as input", f"{APPLY} {{c}}/folder.png {{o}}/x.png", 1, ("{c}/folder.png", "is a directory")),
     Case("missing file", f"{APPLY} {{c}}/no-such.png {{o}}/x.png", 1, ("{c}/no-such.png", "no such file")),
     Case("glob matching nothing", f"{APPLY} '{{c}}/*.nothing' -o {{o}}/", 2, ("{c}/*.nothing", "no file matches")),
-    Case("npy with a malformed header", f"{APPLY} {{c}}/bad-header.npy {{o}}/x.npy", 1,
-         ("{c}/bad-header.npy", "not a valid .npy matrix")),
-    Case("npy of Python objects (pickles refused)", f"{APPLY} {{c}}/objects.npy {{o}}/x.npy", 1,
-         ("{c}/objects.npy", "not a valid .npy matrix", "allow_pickle=False")),
+    Case(
+        "npy with a malformed header",
+        f"{APPLY} {{c}}/bad-header.npy {{o}}/x.npy",
+        1,
+        ("{c}/bad-header.npy", "not a valid .npy matrix"),
+    ),
+    Case(
+        "npy of Python objects (pickles refused)",
+        f"{APPLY} {{c}}/objects.npy {{o}}/x.npy",
+        1,
+        ("{c}/objects.npy", "not a valid .npy matrix", "allow_pickle=False"),
+    ),
     Case("npy of complex numbers", f"{APPLY} {{c}}/complex.npy {{o}}/x.npy", 1, ("{c}/complex.npy", "complex128")),
-    Case("CSV with ragged rows", f"{APPLY} {{c}}/ragged.csv {{o}}/x.csv", 1,
-         ("{c}/ragged.csv", "line 2: 2 values, the first row has 3")),
+    Case(
+        "CSV with ragged rows",
+        f"{APPLY} {{c}}/ragged.csv {{o}}/x.csv",
+        1,
+        ("{c}/ragged.csv", "line 2: 2 values, the first row has 3"),
+    ),
     Case("CSV holding NaN", f"{APPLY} {{c}}/nan.csv {{o}}/x.csv", 1, ("{c}/nan.csv", "NaN")),
-    Case("CSV holding a word", f"{APPLY} {{c}}/words.csv {{o}}/x.csv", 1, ("{c}/words.csv", "line 2: 'four' is not a number")),
+    Case(
+        "CSV holding a word",
+        f"{APPLY} {{c}}/words.csv {{o}}/x.csv",
+        1,
+        ("{c}/words.csv", "line 2: 'four' is not a number"),
+    ),
     Case("text matrix not in UTF-8", f"{APPLY} {{c}}/latin1.txt {{o}}/x.txt", 1, ("{c}/latin1.txt", "not UTF-8")),
 ]
 
@@ -109,71 +168,173 @@ KERNELS = [
     Case("empty spec", f"apply -k '' {IMAGE_ARGS}", 2, ("kernel ''", "the spec is empty")),
     Case("no values", f"apply -k ';' {IMAGE_ARGS}", 2, ("kernel ';'", "no values")),
     Case("zero side", f"apply -k '0x3:' {IMAGE_ARGS}", 2, ("kernel '0x3:'", "a kernel side cannot be 0")),
-    Case("too few values for the shape", f"apply -k '3x3:1,2' {IMAGE_ARGS}", 2,
-         ("kernel '3x3:1,2'", "needs 9 values, got 2")),
+    Case(
+        "too few values for the shape",
+        f"apply -k '3x3:1,2' {IMAGE_ARGS}",
+        2,
+        ("kernel '3x3:1,2'", "needs 9 values, got 2"),
+    ),
     Case("division by zero", f"apply -k '1/0,1' {IMAGE_ARGS}", 2, ("kernel '1/0,1'", "division by zero")),
-    Case("value past float's range", f"apply -k '1e400,1;1,1' {IMAGE_ARGS}", 2,
-         ("kernel '1e400,1;1,1'", "'1e400' is out of float64's range")),
-    Case("value below float's range", f"apply -k '1e-400' {IMAGE_ARGS}", 2,
-         ("kernel '1e-400'", "'1e-400' is out of float64's range")),
-    Case("value with a ten-million-digit exponent", f"apply -k '1,1e-9999999' {IMAGE_ARGS}", 2,
-         ("kernel '1,1e-9999999'", "out of range")),
-    Case("1001x1001 from a file", f"apply -k @{{c}}/big-kernel.txt {IMAGE_ARGS}", 2,
-         ("kernel file {c}/big-kernel.txt", "1001x1001 is larger than the limit of 256x256", "IMGCONV_MAX_KERNEL")),
+    Case(
+        "value past float's range",
+        f"apply -k '1e400,1;1,1' {IMAGE_ARGS}",
+        2,
+        ("kernel '1e400,1;1,1'", "'1e400' is out of float64's range"),
+    ),
+    Case(
+        "value below float's range",
+        f"apply -k '1e-400' {IMAGE_ARGS}",
+        2,
+        ("kernel '1e-400'", "'1e-400' is out of float64's range"),
+    ),
+    Case(
+        "value with a ten-million-digit exponent",
+        f"apply -k '1,1e-9999999' {IMAGE_ARGS}",
+        2,
+        ("kernel '1,1e-9999999'", "out of range"),
+    ),
+    Case(
+        "1001x1001 from a file",
+        f"apply -k @{{c}}/big-kernel.txt {IMAGE_ARGS}",
+        2,
+        ("kernel file {c}/big-kernel.txt", "1001x1001 is larger than the limit of 256x256", "IMGCONV_MAX_KERNEL"),
+    ),
     Case("1001x1001 box", f"apply -k box:1001 {IMAGE_ARGS}", 2, ("kernel 'box:1001'", "larger than the limit")),
-    Case("Gaussian above the limit", f"apply -k gaussian:sigma=200 {IMAGE_ARGS}", 2,
-         ("kernel 'gaussian:sigma=200'", "1201x1201 is larger than the limit")),
-    Case("a raised limit is still a limit", f"apply -k box:300 {IMAGE_ARGS}", 2,
-         ("kernel 'box:300'", "limit of 299x299"), env={"IMGCONV_MAX_KERNEL": "299"}),
-    Case("Gaussian with a huge sigma", f"apply -k gaussian:sigma=1e308 {IMAGE_ARGS}", 2,
-         ("kernel 'gaussian:sigma=1e308'", "larger than the limit")),
-    Case("NaN in a kernel file", f"apply -k @{{c}}/nan-kernel.yaml {IMAGE_ARGS}", 2,
-         ("kernel file {c}/nan-kernel.yaml, line 1", "non-finite value nan")),
-    Case("missing kernel file", f"apply -k @{{c}}/no-such.yaml {IMAGE_ARGS}", 2,
-         ("kernel file {c}/no-such.yaml", "no such file")),
-    Case("kernel file path with a NUL byte", "kernels show '@bad\0name.txt'", 2,
-         ("kernel file bad", "embedded null byte")),
+    Case(
+        "Gaussian above the limit",
+        f"apply -k gaussian:sigma=200 {IMAGE_ARGS}",
+        2,
+        ("kernel 'gaussian:sigma=200'", "1201x1201 is larger than the limit"),
+    ),
+    Case(
+        "a raised limit is still a limit",
+        f"apply -k box:300 {IMAGE_ARGS}",
+        2,
+        ("kernel 'box:300'", "limit of 299x299"),
+        env={"IMGCONV_MAX_KERNEL": "299"},
+    ),
+    Case(
+        "Gaussian with a huge sigma",
+        f"apply -k gaussian:sigma=1e308 {IMAGE_ARGS}",
+        2,
+        ("kernel 'gaussian:sigma=1e308'", "larger than the limit"),
+    ),
+    Case(
+        "NaN in a kernel file",
+        f"apply -k @{{c}}/nan-kernel.yaml {IMAGE_ARGS}",
+        2,
+        ("kernel file {c}/nan-kernel.yaml, line 1", "non-finite value nan"),
+    ),
+    Case(
+        "missing kernel file",
+        f"apply -k @{{c}}/no-such.yaml {IMAGE_ARGS}",
+        2,
+        ("kernel file {c}/no-such.yaml", "no such file"),
+    ),
+    Case(
+        "kernel file path with a NUL byte",
+        "kernels show '@bad\0name.txt'",
+        2,
+        ("kernel file bad", "embedded null byte"),
+    ),
     Case("unknown name", f"apply -k sharpn {IMAGE_ARGS}", 2, ("unknown kernel 'sharpn'", "did you mean 'sharpen'")),
-    Case("kernel larger than the image in valid geometry", "apply -k box:5 --geometry valid {c}/small.png {o}/x.png", 1,
-         ("{c}/small.png", "smaller than kernel 'box:5'", "--geometry same or full")),
+    Case(
+        "kernel larger than the image in valid geometry",
+        "apply -k box:5 --geometry valid {c}/small.png {o}/x.png",
+        1,
+        ("{c}/small.png", "smaller than kernel 'box:5'", "--geometry same or full"),
+    ),
 ]
 
 REGISTRY = "apply -k sharpen --registry {c}/%s " + IMAGE_ARGS
 REGISTRIES = [
     Case("invalid YAML", REGISTRY % "invalid.yaml", 2, ("{c}/invalid.yaml, line 4", "did not find expected")),
-    Case("Python object tag", REGISTRY % "python-tag.yaml", 2,
-         ("{c}/python-tag.yaml, line 3", "python/object/apply", "tags are not allowed")),
+    Case(
+        "Python object tag",
+        REGISTRY % "python-tag.yaml",
+        2,
+        ("{c}/python-tag.yaml, line 3", "python/object/apply", "tags are not allowed"),
+    ),
     Case("duplicate names", REGISTRY % "duplicate.yaml", 2, ("{c}/duplicate.yaml, line 4", "'twin' is defined twice")),
-    Case("missing values", REGISTRY % "missing-values.yaml", 2,
-         ("{c}/missing-values.yaml, line 4", "kernel 'empty'", "'values' is missing")),
+    Case(
+        "missing values",
+        REGISTRY % "missing-values.yaml",
+        2,
+        ("{c}/missing-values.yaml, line 4", "kernel 'empty'", "'values' is missing"),
+    ),
     Case("missing name", REGISTRY % "missing-name.yaml", 2, ("{c}/missing-name.yaml, line 2", "'name' is missing")),
-    Case("text where a number goes", REGISTRY % "text-value.yaml", 2,
-         ("{c}/text-value.yaml, line 2", "'two' is not a number")),
-    Case("a list for the scale", REGISTRY % "list-scale.yaml", 2,
-         ("{c}/list-scale.yaml, line 2", "'scale' must be a number, got list")),
-    Case("unknown field", REGISTRY % "unknown-field.yaml", 2, ("{c}/unknown-field.yaml, line 2", "unknown field(s) valeus")),
+    Case(
+        "text where a number goes",
+        REGISTRY % "text-value.yaml",
+        2,
+        ("{c}/text-value.yaml, line 2", "'two' is not a number"),
+    ),
+    Case(
+        "a list for the scale",
+        REGISTRY % "list-scale.yaml",
+        2,
+        ("{c}/list-scale.yaml, line 2", "'scale' must be a number, got list"),
+    ),
+    Case(
+        "unknown field",
+        REGISTRY % "unknown-field.yaml",
+        2,
+        ("{c}/unknown-field.yaml, line 2", "unknown field(s) valeus"),
+    ),
     Case("kernels not a list", REGISTRY % "not-a-list.yaml", 2, ("{c}/not-a-list.yaml", "expected a list of kernels")),
-    Case("registry path that does not exist", REGISTRY % "no-such.yaml", 2, ("registry {c}/no-such.yaml", "no such file")),
+    Case(
+        "registry path that does not exist", REGISTRY % "no-such.yaml", 2, ("registry {c}/no-such.yaml", "no such file")
+    ),
     Case("registry path that is a folder", REGISTRY % "folder.png", 2, ("'--registry'", "is a directory")),
-    Case("bad registry from IMGCONV_KERNELS", f"apply -k sharpen {IMAGE_ARGS}", 2,
-         ("{c}/duplicate.yaml, line 4", "defined twice"), env={"IMGCONV_KERNELS": "{c}/duplicate.yaml"}),
+    Case(
+        "bad registry from IMGCONV_KERNELS",
+        f"apply -k sharpen {IMAGE_ARGS}",
+        2,
+        ("{c}/duplicate.yaml, line 4", "defined twice"),
+        env={"IMGCONV_KERNELS": "{c}/duplicate.yaml"},
+    ),
 ]
 
 OUTPUTS = [
-    Case("folder under a regular file", f"{APPLY} {{c}}/good.png {{c}}/blocker/x.png", 1,
-         ("{c}/blocker/x.png", "cannot create folder {c}/blocker")),
-    Case("unknown extension", f"{APPLY} {{c}}/good.png {{o}}/x.xyz", 2, ("{o}/x.xyz", "unknown output extension '.xyz'")),
+    Case(
+        "folder under a regular file",
+        f"{APPLY} {{c}}/good.png {{c}}/blocker/x.png",
+        1,
+        ("{c}/blocker/x.png", "cannot create folder {c}/blocker"),
+    ),
+    Case(
+        "unknown extension", f"{APPLY} {{c}}/good.png {{o}}/x.xyz", 2, ("{o}/x.xyz", "unknown output extension '.xyz'")
+    ),
     Case("no extension", f"{APPLY} {{c}}/good.png {{o}}/x", 2, ("{o}/x", "unknown output extension '(none)'")),
     Case("unknown --format", f"{APPLY} --format gif {{c}}/good.png -", 2, ("--format", "unknown format 'gif'")),
-    Case("output equal to input", f"{APPLY} {{c}}/good.png {{c}}/good.png", 2,
-         ("{c}/good.png", "refusing to overwrite it", "--in-place")),
-    Case("output equal to input, spelt differently", f"{APPLY} {{c}}/good.png {{c}}/./good.png", 2,
-         ("good.png", "refusing to overwrite it")),
-    Case("unknown template field", f"{APPLY} {{c}}/good.png -o '{{o}}/{{nope}}.png'", 2,
-         ("--output", "unknown template field '{nope}'")),
-    Case("alpha into JPEG", f"{APPLY} {{c}}/good-rgba.png {{o}}/x.jpg", 2, ("{o}/x.jpg", "cannot hold the alpha channel")),
+    Case(
+        "output equal to input",
+        f"{APPLY} {{c}}/good.png {{c}}/good.png",
+        2,
+        ("{c}/good.png", "refusing to overwrite it", "--in-place"),
+    ),
+    Case(
+        "output equal to input, spelt differently",
+        f"{APPLY} {{c}}/good.png {{c}}/./good.png",
+        2,
+        ("good.png", "refusing to overwrite it"),
+    ),
+    Case(
+        "unknown template field",
+        f"{APPLY} {{c}}/good.png -o '{{o}}/{{nope}}.png'",
+        2,
+        ("--output", "unknown template field '{nope}'"),
+    ),
+    Case(
+        "alpha into JPEG", f"{APPLY} {{c}}/good-rgba.png {{o}}/x.jpg", 2, ("{o}/x.jpg", "cannot hold the alpha channel")
+    ),
     Case("16-bit into JPEG", f"{APPLY} {{c}}/gray16.png {{o}}/x.jpg", 2, ("{o}/x.jpg", "cannot hold 16-bit values")),
-    Case("floats into PNG", f"{APPLY} --range float {{c}}/good.png {{o}}/x.png", 2, ("{o}/x.png", "cannot hold --range float")),
+    Case(
+        "floats into PNG",
+        f"{APPLY} --range float {{c}}/good.png {{o}}/x.png",
+        2,
+        ("{o}/x.png", "cannot hold --range float"),
+    ),
     Case("--max-pixels 0", f"{APPLY} --max-pixels 0 {IMAGE_ARGS}", 2, ("'--max-pixels'", "0 is not in the range")),
     Case("--scale 0", f"{APPLY} --scale 0 {IMAGE_ARGS}", 2, ("--scale", "finite non-zero")),
 ]
@@ -322,7 +483,9 @@ def test_unreadable_input_simulated(run, corpus, out, monkeypatch):
         return real(path)
 
     monkeypatch.setattr(Path, "read_bytes", denied)
-    run_and_check(run, Case("unreadable", f"{APPLY} {IMAGE_ARGS}", 1, ("{c}/good.png", "permission denied")), corpus, out)
+    run_and_check(
+        run, Case("unreadable", f"{APPLY} {IMAGE_ARGS}", 1, ("{c}/good.png", "permission denied")), corpus, out
+    )
 
 
 def test_read_only_folder(run, corpus, out):
@@ -330,7 +493,9 @@ def test_read_only_folder(run, corpus, out):
     try:
         if os.access(out, os.W_OK):
             pytest.skip("running as root: a read-only folder does not stop writes (see the simulated test)")
-        run_and_check(run, Case("read-only", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", "Permission denied")), corpus, out)
+        run_and_check(
+            run, Case("read-only", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", "Permission denied")), corpus, out
+        )
     finally:
         out.chmod(0o755)
 
@@ -339,7 +504,7 @@ def test_read_only_folder_simulated(run, corpus, out, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(images.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(writing.tempfile, "mkstemp", denied)
     run_and_check(run, Case("read-only", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", "Permission denied")), corpus, out)
 
 
@@ -363,7 +528,7 @@ class HalfWriter:
 
 def test_full_disk_simulated(run, corpus, out, monkeypatch):
     real = os.fdopen
-    monkeypatch.setattr(images.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
+    monkeypatch.setattr(writing.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
     case = Case("disk full", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.ENOSPC)))
     run_and_check(run, case, corpus, out)
 
@@ -371,7 +536,7 @@ def test_full_disk_simulated(run, corpus, out, monkeypatch):
 def test_full_disk_over_an_existing_output_keeps_it(run, corpus, out, monkeypatch):
     (out / "x.png").write_bytes(b"the previous result")
     real = os.fdopen
-    monkeypatch.setattr(images.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
+    monkeypatch.setattr(writing.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
     case = Case("disk full", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.ENOSPC)))
     run_and_check(run, case, corpus, out)
     assert (out / "x.png").read_bytes() == b"the previous result"
@@ -381,7 +546,7 @@ def test_failed_rename_simulated(run, corpus, out, monkeypatch):
     def read_only_filesystem(source, target):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(images.os, "replace", read_only_filesystem)
+    monkeypatch.setattr(writing.os, "replace", read_only_filesystem)
     case = Case("read-only file system", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.EROFS)))
     run_and_check(run, case, corpus, out)
 

@@ -43,14 +43,18 @@ def files_below(folder: Path) -> list[str]:
 class TestPlanning:
     def test_recursive_glob_sorted(self, tree):
         assert [i.path for i in expand(["photos/**/*.png"])] == [
-            "photos/2020/c.png", "photos/2020/d.png", "photos/a.png", "photos/b.png"]
+            "photos/2020/c.png",
+            "photos/2020/d.png",
+            "photos/a.png",
+            "photos/b.png",
+        ]
 
     def test_duplicates_removed(self, tree):
         found = expand(["photos/a.png", "photos/*.png", "./photos/a.png"])
         assert [i.path for i in found] == ["photos/a.png", "photos/b.png"]
 
     def test_no_match_is_a_usage_error(self, tree):
-        with pytest.raises(UsageFailure, match="photos/\\*.jpg: no file matches"):
+        with pytest.raises(UsageFailure, match=r"photos/\*.jpg: no file matches"):
             expand(["photos/*.jpg"])
 
     def test_missing_plain_path_is_kept_for_a_runtime_error(self, tree):
@@ -76,7 +80,7 @@ class TestPlanning:
             plan(expand(["photos/*.png"]), "out.png")
 
     def test_unknown_template_field(self, tree):
-        with pytest.raises(UsageFailure, match="unknown template field '{size}'"):
+        with pytest.raises(UsageFailure, match=r"unknown template field '\{size\}'"):
             plan(expand(["photos/*.png"]), "out/{size}.png")
 
     def test_never_overwrite_an_input(self, tree):
@@ -156,41 +160,53 @@ class TestBatchCli:
         assert all((tree / "r1" / n).read_bytes() == (tree / "r2" / n).read_bytes() for n in ["a.png", "b.png"])
 
 
-def _slow_batch(tree: Path, count: int) -> None:
+def _blocked_batch(tree: Path, count: int) -> None:
+    """``count`` images, then a FIFO that no one writes: the batch cannot end by itself."""
     big = Image.open(tree / "photos" / "b.png").resize((400, 300))
     (tree / "many").mkdir()
     for i in range(count):
         big.save(tree / "many" / f"{i:03d}.png")
+    os.mkfifo(tree / "many" / "zzz.png")  # sorted last: handed out after every real file
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_batch_leaves_no_partial_files(tree, signum):
-    _slow_batch(tree, 30)
+    _blocked_batch(tree, 10)
     process = subprocess.Popen(
         [*IMGCONV, "apply", "-k", "gaussian:sigma=4", "--backend", "scipy", "many/*.png", "-o", "out/", "--jobs", "2"],
-        cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tree,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not (tree / "out").exists():
-        time.sleep(0.05)
-    time.sleep(0.3)
+    # Outputs appear whole (renamed into place): wait until every real file is
+    # done, while one worker is still blocked on the FIFO, then interrupt.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list((tree / "out").glob("[0-9]*.png"))) < 10:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert b"Traceback" not in stderr
+    assert b"10 written, 0 failed" in stderr and b"(interrupted)" in stderr
     leftovers = [p.name for p in (tree / "out").iterdir() if p.name.endswith(".part") or p.name.startswith(".")]
     assert leftovers == []
-    written = list((tree / "out").iterdir())
-    assert len(written) < 30
-    for path in written:  # every finished output is a whole, valid image
-        Image.open(path).load()
+    written = sorted(p.name for p in (tree / "out").iterdir())
+    assert written == [f"{i:03d}.png" for i in range(10)]
+    for name in written:  # every finished output is a whole, valid image
+        Image.open(tree / "out" / name).load()
 
 
 def test_binary_output_to_a_terminal_is_refused(tree):
     main, secondary = pty.openpty()
     try:
-        result = subprocess.run([*IMGCONV, "apply", "-k", "blur", "photos/a.png", "-"], cwd=tree,
-                                stdout=secondary, stderr=subprocess.PIPE, timeout=60)
+        result = subprocess.run(
+            [*IMGCONV, "apply", "-k", "blur", "photos/a.png", "-"],
+            cwd=tree,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
     finally:
         os.close(secondary)
         os.close(main)
@@ -201,8 +217,12 @@ def test_binary_output_to_a_terminal_is_refused(tree):
 def test_pipeline_stdin_to_stdout(tree):
     data = (tree / "photos" / "a.png").read_bytes()
     first = subprocess.run([*IMGCONV, "apply", "-k", "blur", "-", "-"], input=data, capture_output=True, check=True)
-    second = subprocess.run([*IMGCONV, "apply", "-k", "edge3", "--range", "abs", "-", "-"], input=first.stdout,
-                            capture_output=True, check=True)
+    second = subprocess.run(
+        [*IMGCONV, "apply", "-k", "edge3", "--range", "abs", "-", "-"],
+        input=first.stdout,
+        capture_output=True,
+        check=True,
+    )
     assert second.stdout.startswith(b"\x89PNG") and second.stderr == b""
     assert np.asarray(Image.open(__import__("io").BytesIO(second.stdout))).shape == (40, 48)
 
@@ -219,15 +239,21 @@ def test_makefile_pattern_rule_with_jobs(tree):
     )
     subprocess.run(["make", "-j2", "--no-print-directory"], cwd=tree, check=True, capture_output=True)
     assert files_below(tree / "out") == ["a.png", "b.png"]
-    again = subprocess.run(["make", "-j2", "--no-print-directory"], cwd=tree, check=True, capture_output=True, text=True)
+    again = subprocess.run(
+        ["make", "-j2", "--no-print-directory"], cwd=tree, check=True, capture_output=True, text=True
+    )
     assert "Nothing to be done" in again.stdout
 
 
 def test_pooling_shares_the_batch_machinery(run, tree):
     result = run("maxpool", "--size", "2", "photos/**/*.png", "-o", "pooled/{relpath}-{kernel}.png", "--jobs", "2")
     assert result.exit_code == 0, result.output
-    assert files_below(tree / "pooled") == ["2020/c-maxpool2x2.png", "2020/d-maxpool2x2.png",
-                                            "a-maxpool2x2.png", "b-maxpool2x2.png"]
+    assert files_below(tree / "pooled") == [
+        "2020/c-maxpool2x2.png",
+        "2020/d-maxpool2x2.png",
+        "a-maxpool2x2.png",
+        "b-maxpool2x2.png",
+    ]
     assert Image.open(tree / "pooled" / "a-maxpool2x2.png").size == (24, 20)
 
 
@@ -235,9 +261,13 @@ def test_progress_bar_only_on_a_terminal(tree):
     """With stderr on a terminal the batch draws a rich progress bar there."""
     main, secondary = pty.openpty()
     try:
-        process = subprocess.Popen([*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--jobs", "1"],
-                                   cwd=tree, stdout=subprocess.PIPE, stderr=secondary,
-                                   env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+        process = subprocess.Popen(
+            [*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--jobs", "1"],
+            cwd=tree,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+        )
         os.close(secondary)
         chunks = []
         while True:
@@ -271,8 +301,12 @@ def test_stdin_into_a_template_is_a_usage_error(run, tree):
 
 def test_truncated_stdout_is_a_failure(tree, samples):
     # 600x400 RGB at zlib level 0 is 720 kB, far more than a pipe holds.
-    process = subprocess.Popen([*IMGCONV, "apply", "-k", "blur", "--png-level", "0", samples / "coffee.png", "-"],
-                               cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [*IMGCONV, "apply", "-k", "blur", "--png-level", "0", samples / "coffee.png", "-"],
+        cwd=tree,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.read(10)
     process.stdout.close()  # the reader goes away early, as `| head -c 10` does
     _, stderr = process.communicate(timeout=60)

@@ -9,10 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import pixels
 from PIL import Image
 from scipy import signal
-
-from conftest import pixels
 
 A_CSV = "255,7,3\n212,240,4\n218,216,230\n"
 
@@ -76,7 +75,12 @@ class TestApply:
         out = tmp_path / "a16.png"
         assert run("apply", "-k", "gaussian3", samples / "astronaut-gray16.png", out).exit_code == 0
         assert Image.open(out).mode == "I;16" and pixels(out).max() > 255
-        assert run("apply", "-k", "gaussian3", "--depth", "8", samples / "astronaut-gray16.png", tmp_path / "a8.png").exit_code == 0
+        assert (
+            run(
+                "apply", "-k", "gaussian3", "--depth", "8", samples / "astronaut-gray16.png", tmp_path / "a8.png"
+            ).exit_code
+            == 0
+        )
         assert Image.open(tmp_path / "a8.png").mode == "L"
 
     def test_gray_option(self, run, small_rgb, tmp_path):
@@ -148,8 +152,13 @@ class TestErrors:
 
     def test_not_an_image(self, run, tmp_path):
         (tmp_path / "text.png").write_text("not a png")
-        self.check(run("apply", "-k", "blur", tmp_path / "text.png", tmp_path / "o.png"), 1, "not an image",
-                   folder=tmp_path, allowed=["text.png"])
+        self.check(
+            run("apply", "-k", "blur", tmp_path / "text.png", tmp_path / "o.png"),
+            1,
+            "not an image",
+            folder=tmp_path,
+            allowed=["text.png"],
+        )
 
     def test_output_equal_to_input_is_refused(self, run, small_gray, tmp_path):
         before = small_gray.read_bytes()
@@ -160,30 +169,50 @@ class TestErrors:
 
     def test_float_into_png_is_a_usage_error(self, run, small_gray, tmp_path):
         out = tmp_path / "sub"
-        self.check(run("apply", "-k", "blur", "--range", "float", small_gray, out / "o.png"), 2, "cannot hold --range float")
+        self.check(
+            run("apply", "-k", "blur", "--range", "float", small_gray, out / "o.png"), 2, "cannot hold --range float"
+        )
         assert not out.exists()
 
     def test_unknown_extension(self, run, small_gray, tmp_path):
         self.check(run("apply", "-k", "blur", small_gray, tmp_path / "o.xyz"), 2, "unknown output extension")
 
     def test_bad_choice_lists_the_choices(self, run, small_gray, tmp_path):
-        self.check(run("apply", "-k", "blur", "--border", "edge", small_gray, tmp_path / "o.png"), 2,
-                   "'edge' is not one of", "zero", "wrap")
+        self.check(
+            run("apply", "-k", "blur", "--border", "edge", small_gray, tmp_path / "o.png"),
+            2,
+            "'edge' is not one of",
+            "zero",
+            "wrap",
+        )
 
     def test_valid_geometry_too_small(self, run, tmp_path):
         (tmp_path / "m.csv").write_text("1,2\n3,4\n")
-        self.check(run("apply", "-k", "gaussian5", "--geometry", "valid", tmp_path / "m.csv", tmp_path / "o.csv"), 1,
-                   "smaller than kernel 'gaussian5'", folder=tmp_path, allowed=["m.csv"])
+        self.check(
+            run("apply", "-k", "gaussian5", "--geometry", "valid", tmp_path / "m.csv", tmp_path / "o.csv"),
+            1,
+            "smaller than kernel 'gaussian5'",
+            folder=tmp_path,
+            allowed=["m.csv"],
+        )
 
     def test_alpha_into_jpeg(self, run, samples, tmp_path):
-        self.check(run("apply", "-k", "blur", samples / "chelsea-alpha.png", tmp_path / "c.jpg"), 2,
-                   "cannot hold the alpha", folder=tmp_path)
+        self.check(
+            run("apply", "-k", "blur", samples / "chelsea-alpha.png", tmp_path / "c.jpg"),
+            2,
+            "cannot hold the alpha",
+            folder=tmp_path,
+        )
 
     def test_bad_registry_names_file_and_line(self, run, small_gray, tmp_path):
         reg = tmp_path / "r.yaml"
         reg.write_text("kernels:\n  - name: a\n    values: [[1, 2], [3]]\n")
-        self.check(run("apply", "-k", "blur", "--registry", reg, small_gray, tmp_path / "o.png"), 2,
-                   f"{reg}, line 2", "row 2 has 1 values")
+        self.check(
+            run("apply", "-k", "blur", "--registry", reg, small_gray, tmp_path / "o.png"),
+            2,
+            f"{reg}, line 2",
+            "row 2 has 1 values",
+        )
 
     def test_zero_scale(self, run, small_gray, tmp_path):
         self.check(run("apply", "-k", "blur", "--scale", "0", small_gray, tmp_path / "o.png"), 2, "--scale")
@@ -207,12 +236,16 @@ class TestKernelsCommands:
     def test_list_rich_table_on_a_terminal(self):
         # rich draws box characters only when stdout is a terminal.
         script = "import sys; sys.stdout.isatty = lambda: True; from imgconv.cli import main; main(['kernels', 'list'])"
-        output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"}).stdout
+        output = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ, "COLUMNS": "160"}
+        ).stdout
         assert "┃" in output or "│" in output
         assert "unsharp5" in output
 
     def test_show_fractions_and_factors(self, run):
-        result = run("kernels", "show", "3x3:" + ",".join(["1/16", "1/8", "1/16", "1/8", "1/4", "1/8", "1/16", "1/8", "1/16"]))
+        result = run(
+            "kernels", "show", "3x3:" + ",".join(["1/16", "1/8", "1/16", "1/8", "1/4", "1/8", "1/16", "1/8", "1/16"])
+        )
         assert result.exit_code == 0
         assert "1/16" in result.output and "sum:       1" in result.output
         assert "separable: yes" in result.output
@@ -238,7 +271,8 @@ class TestProcess:
     def test_runtime_error_is_one_line_on_stderr(self, tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "imgconv", "apply", "-k", "blur", str(tmp_path / "no.png"), str(tmp_path / "o.png")],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         assert result.returncode == 1
         assert result.stderr == f"Error: {tmp_path / 'no.png'}: no such file\n"
@@ -248,14 +282,6 @@ class TestProcess:
         script = "import sys; from imgconv.cli import main\ntry:\n  main(['--help'])\nexcept SystemExit: pass\nprint('numpy' in sys.modules, 'PIL' in sys.modules)"
         result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
         assert result.stdout.strip().endswith("False False")
-
-
-def test_cli_choices_match_the_library():
-    from imgconv import backends, cli, convolve, images
-
-    assert cli.GEOMETRIES == convolve.GEOMETRIES and cli.BORDERS == convolve.BORDERS
-    assert cli.RANGES == convolve.RANGES and cli.COLORS == images.COLORS
-    assert set(cli.BACKEND_CHOICES) == {backends.AUTO, *backends.names()}
 
 
 class TestDepth:

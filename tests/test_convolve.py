@@ -7,9 +7,13 @@ import pytest
 from PIL import Image
 from scipy import signal
 
-from imgconv.convolve import BORDERS, GEOMETRIES, NUMPY_PAD_MODES, align_alpha, convolve, finish
+from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.errors import InputError
+from imgconv.finishing import Finish, finish
 from imgconv.kernels import load_registry, parse_spec
+from imgconv.padding import NUMPY_PAD_MODES, align_alpha
+from imgconv.pipeline import convolve
+from imgconv.plan import FilterOptions, FilterPlan
 
 # The blog post's scipy example: signal.convolve(A, B).
 A = np.array([[255, 7, 3], [212, 240, 4], [218, 216, 230]])
@@ -111,7 +115,13 @@ class TestBorders:
 
     @pytest.mark.parametrize(
         ("border", "left"),
-        [("zero", [0, 0, 0]), ("nearest", [1, 1, 1]), ("reflect", [3, 2, 1]), ("mirror", [2, 3, 2]), ("wrap", [1, 2, 3])],
+        [
+            ("zero", [0, 0, 0]),
+            ("nearest", [1, 1, 1]),
+            ("reflect", [3, 2, 1]),
+            ("mirror", [2, 3, 2]),
+            ("wrap", [1, 2, 3]),
+        ],
     )
     def test_pixel_diagrams_of_the_readme(self, border, left):
         # Convolving with [0, 0, 0, 1] in full geometry shifts the row right
@@ -174,7 +184,9 @@ class TestAgainstScipyOnPhotos:
             assert np.allclose(convolve(rgb, [kernel])[:, :, c], expected, rtol=0, atol=1e-9)
         assert np.array_equal(
             finish(convolve(gray, [kernel]), maxval=255),
-            np.clip(np.floor(signal.convolve(gray, kernel.weights, mode="same", method="direct") / divisor + 0.5), 0, 255).astype(np.uint8),
+            np.clip(
+                np.floor(signal.convolve(gray, kernel.weights, mode="same", method="direct") / divisor + 0.5), 0, 255
+            ).astype(np.uint8),
         )
 
 
@@ -209,13 +221,13 @@ class TestFinish:
 class TestAlpha:
     def test_same_keeps_alpha(self):
         alpha = np.arange(12, dtype=np.uint8).reshape(3, 4)
-        assert np.array_equal(align_alpha(alpha, [parse_spec("sharpen")], geometry="same", border="zero"), alpha)
+        assert np.array_equal(align_alpha(alpha, [(3, 3)], geometry="same", border="zero"), alpha)
 
     def test_full_and_valid_follow_the_geometry(self):
         alpha = np.full((4, 5), 200, dtype=np.uint8)
-        full = align_alpha(alpha, [parse_spec("sharpen")], geometry="full", border="zero")
+        full = align_alpha(alpha, [(3, 3)], geometry="full", border="zero")
         assert full.shape == (6, 7) and full[0, 0] == 0 and full[1, 1] == 200
-        valid = align_alpha(alpha, [parse_spec("sharpen")], geometry="valid", border="zero")
+        valid = align_alpha(alpha, [(3, 3)], geometry="valid", border="zero")
         assert valid.shape == (2, 3)
 
 
@@ -229,38 +241,45 @@ class TestFusedStrips:
         [("clip", False, 1.0, 0.0), ("abs", False, 1.0, 0.0), ("clip", True, 1.0, 0.0), ("clip", False, 3.0, 7.5)],
     )
     def test_same_bytes_as_the_whole_image_route(self, photos, backend, name, value_range, relu, scale, offset):
-        from imgconv.convolve import FilterOptions, filter_planes
+        from imgconv.pipeline import run
 
         rgb = photos[1].astype(np.uint8)
         kernel = load_registry().get(name)
         options = FilterOptions(backend=backend, relu=relu, scale=scale, offset=offset, border="mirror")
-        expected = finish(convolve(rgb, [kernel], backend=backend, border="mirror"), maxval=255,
-                          value_range=value_range, relu=relu, scale=scale, offset=offset)
-        assert np.array_equal(filter_planes(rgb, [kernel], options, maxval=255, value_range=value_range), expected)
+        expected = finish(
+            convolve(rgb, [kernel], backend=backend, border="mirror"),
+            maxval=255,
+            value_range=value_range,
+            relu=relu,
+            scale=scale,
+            offset=offset,
+        )
+        finished = Finish(maxval=255, value_range=value_range, scale=scale, offset=offset, relu=relu)
+        assert np.array_equal(run(rgb, FilterPlan.make([kernel], options), finished), expected)
 
     def test_sixteen_bit_output_of_eight_bit_sums(self, photos):
-        from imgconv.convolve import FilterOptions, filter_planes
+        from imgconv.pipeline import run
 
         gray = photos[0].astype(np.uint8)[:, :, None]
-        result = filter_planes(gray, [parse_spec("sharpen")], FilterOptions(), maxval=65535, value_range="clip")
+        result = run(gray, FilterPlan.make([parse_spec("sharpen")], FilterOptions()), Finish(maxval=65535))
         assert result.dtype == np.uint16 and result.max() > 255
 
     @pytest.mark.parametrize("divisor", [1, 2, 9, 16, 256, -256, -9, 7])
     def test_integer_rounding_equals_the_float_formula(self, divisor):
-        from imgconv.convolve import Finisher
-
         rng = np.random.default_rng(abs(divisor))
         sums = np.concatenate([rng.integers(-70000, 70000, 5000), np.arange(-600, 600)])
         for value_range in ("clip", "abs"):
             for relu in (False, True):
-                finisher = Finisher(divisor=divisor, kernel_offset=0, maxval=255, value_range=value_range, relu=relu)
+                finisher = Finish(maxval=255, value_range=value_range, relu=relu).after(divisor, 0)
                 assert np.array_equal(finisher(sums), finisher(sums.astype(np.float64)))
 
     @pytest.mark.parametrize("border", BORDERS)
     @pytest.mark.parametrize("geometry", GEOMETRIES)
-    @pytest.mark.parametrize(("size", "kernel"), [((5, 7), (3, 3)), ((1, 1), (5, 4)), ((2, 3), (7, 2)), ((6, 4), (1, 6))])
+    @pytest.mark.parametrize(
+        ("size", "kernel"), [((5, 7), (3, 3)), ((1, 1), (5, 4)), ((2, 3), (7, 2)), ((6, 4), (1, 6))]
+    )
     def test_index_maps_pad_like_numpy_pad(self, border, geometry, size, kernel):
-        from imgconv.convolve import gather, pad, pad_index
+        from imgconv.padding import gather, pad, pad_index
 
         if geometry == "valid" and (kernel[0] > size[0] or kernel[1] > size[1]):
             return

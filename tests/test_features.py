@@ -35,7 +35,10 @@ def sheet_size(count: int, cell_h: int, cell_w: int) -> tuple[int, int]:
     return cols * cell_w + (cols + 1) * GAP, rows * (cell_h + LABEL_HEIGHT) + (rows + 1) * GAP
 
 
-@pytest.mark.parametrize("names,grid", [("edge1", (1, 2)), ("edge1,sobel-x,sobel-y,laplacian", (2, 3)), ("sobel-x,sobel-y,laplacian", (2, 2))])
+@pytest.mark.parametrize(
+    "names,grid",
+    [("edge1", (1, 2)), ("edge1,sobel-x,sobel-y,laplacian", (2, 3)), ("sobel-x,sobel-y,laplacian", (2, 2))],
+)
 def test_grid_has_one_cell_per_kernel_plus_the_input(small_gray, tmp_path, names, grid):
     count = len(names.split(",")) + 1
     assert grid_shape(count) == grid
@@ -129,7 +132,9 @@ class TestApplyRelu:
     def test_relu_comes_before_the_range_step(self, small_gray, tmp_path):
         # With --range abs, negative edge responses show up; ReLU removes them first.
         for flags, name in (((), "abs.png"), (("--relu",), "relu.png"), (("--relu", "--range", "clip"), "clip.png")):
-            assert invoke("apply", "-k", "sobel-x", "--range", "abs", *flags, small_gray, tmp_path / name).exit_code == 0
+            assert (
+                invoke("apply", "-k", "sobel-x", "--range", "abs", *flags, small_gray, tmp_path / name).exit_code == 0
+            )
         absolute = np.asarray(Image.open(tmp_path / "abs.png"))
         relu = np.asarray(Image.open(tmp_path / "relu.png"))
         assert (relu <= absolute).all() and (relu < absolute).any()

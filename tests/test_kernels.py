@@ -156,8 +156,17 @@ class TestRegistry:
 
     def test_usual_family(self):
         reg = load_registry()
-        for name in ["sobel-x", "sobel-y", "prewitt-x", "prewitt-y", "scharr-x", "scharr-y",
-                     "laplacian", "log5", "motion-blur"]:
+        for name in [
+            "sobel-x",
+            "sobel-y",
+            "prewitt-x",
+            "prewitt-y",
+            "scharr-x",
+            "scharr-y",
+            "laplacian",
+            "log5",
+            "motion-blur",
+        ]:
             k = reg.get(name)
             assert k.description and k.source, name
         assert reg.get("log5").shape == (5, 5)
@@ -169,8 +178,10 @@ class TestRegistry:
 
     def test_user_registry_overrides_and_adds(self, tmp_path, monkeypatch):
         extra = tmp_path / "mine.yaml"
-        extra.write_text("kernels:\n  - name: sharpen\n    values: [[0, 0, 0], [0, 2, 0], [0, 0, 0]]\n"
-                         "  - name: mine\n    values: '1,1'\n    scale: 2\n")
+        extra.write_text(
+            "kernels:\n  - name: sharpen\n    values: [[0, 0, 0], [0, 2, 0], [0, 0, 0]]\n"
+            "  - name: mine\n    values: '1,1'\n    scale: 2\n"
+        )
         reg = load_registry([extra])
         assert reg.get("sharpen").values[1][1] == 2
         assert reg.get("mine").scale == 2
@@ -204,7 +215,7 @@ class TestRegistry:
 
 class TestRegistryCache:
     def test_cache_gives_the_same_kernels(self, tmp_path, monkeypatch):
-        from imgconv import kernels
+        from imgconv.kernels import registry as kernels
 
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
         parsed = kernels.builtin_kernels()
@@ -215,7 +226,7 @@ class TestRegistryCache:
         assert cached["unsharp5"].scale == -256 and cached["blur"].values[0][0] == 1
 
     def test_a_damaged_cache_is_parsed_again(self, tmp_path, monkeypatch):
-        from imgconv import kernels
+        from imgconv.kernels import registry as kernels
 
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
         kernels.builtin_kernels()
@@ -224,7 +235,7 @@ class TestRegistryCache:
         assert kernels.builtin_kernels()["sharpen"].values[1][1] == 5
 
     def test_an_unwritable_cache_folder_is_harmless(self, tmp_path, monkeypatch):
-        from imgconv import kernels
+        from imgconv.kernels import registry as kernels
 
         (tmp_path / "file").write_text("not a folder")
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))

@@ -17,11 +17,14 @@ from click.testing import CliRunner
 from PIL import Image
 
 from imgconv import backends
+from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.cli import cli
-from imgconv.convolve import BORDERS, GEOMETRIES, FilterOptions, convolve, finish
 from imgconv.errors import UsageFailure
-from imgconv.images import read_picture
+from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
+from imgconv.pipeline import convolve
+from imgconv.plan import FilterOptions, FilterPlan
+from imgconv.reading import read_picture
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 SAMPLE_FILES = {"gray": "camera.png", "rgb": "coffee.png", "gray16": "astronaut-gray16.png"}
@@ -41,7 +44,9 @@ def crops() -> dict[str, tuple[np.ndarray, int]]:
 def accepts(name: str, image: np.ndarray, kernels: list[Kernel], geometry: str = "same") -> bool:
     """Whether backend ``name`` serves this request (the pipeline's own question)."""
     integer = bool(np.array_equal(image, np.floor(image)))
-    request = FilterOptions(geometry=geometry).request(kernels, integer_input=integer)
+    request = FilterPlan.make(kernels, FilterOptions(geometry=geometry), integer_input=None).request(
+        integer_input=integer
+    )
     try:
         backends.choose(name, request)
     except UsageFailure:
@@ -101,9 +106,7 @@ def test_real_valued_kernels_agree_within_one_level(name):
     picture = read_picture(SAMPLES / "camera.png")
     image = picture.data[:256, :256]
     rng = np.random.default_rng(3)
-    cases = [
-        [Kernel("random", tuple(map(tuple, rng.normal(size=shape))))] for shape in ((3, 3), (5, 5), (7, 4))
-    ]
+    cases = [[Kernel("random", tuple(map(tuple, rng.normal(size=shape))))] for shape in ((3, 3), (5, 5), (7, 4))]
     cases += [[parse_spec("blur"), parse_spec("sharpen")], [parse_spec("gaussian:sigma=1.2"), parse_spec("edge3")]]
     served = 0
     for kernels in cases:
@@ -124,7 +127,11 @@ EDGE_CASES = [
     ("1x1 image", np.array([[200]]), ["sharpen", "gaussian5", "motion-blur", "1,-1;-1,1"]),
     ("image smaller than kernel", np.arange(6).reshape(2, 3) * 40, ["gaussian5", "unsharp5", "motion-blur"]),
     ("1xN kernels", np.arange(35).reshape(5, 7) * 7, ["1,2,1", "3x1:1,0,-1", "motion-blur-h", "1,-2,3,-4,5"]),
-    ("even-sized kernels", np.arange(30).reshape(5, 6) * 8, ["1,-1;-1,1", "2x4:1,2,3,4,-4,-3,-2,-1", "box:4", "4x4:" + ",".join(["1"] * 16)]),
+    (
+        "even-sized kernels",
+        np.arange(30).reshape(5, 6) * 8,
+        ["1,-1;-1,1", "2x4:1,2,3,4,-4,-3,-2,-1", "box:4", "4x4:" + ",".join(["1"] * 16)],
+    ),
 ]
 
 

@@ -26,22 +26,26 @@ def invoke(*args, input: bytes | str | None = None):
     return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
-def reference_pool(image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], padding: str, op: str) -> np.ndarray:
+def reference_pool(
+    image: np.ndarray, size: tuple[int, int], stride: tuple[int, int], padding: str, op: str
+) -> np.ndarray:
     """TensorFlow's definition, written out with loops: pad with NaN, reduce ignoring NaN."""
     h, w = image.shape
     if padding == "valid":
-        out = [(n - k) // s + 1 for n, k, s in zip((h, w), size, stride)]
+        out = [(n - k) // s + 1 for n, k, s in zip((h, w), size, stride, strict=True)]
         before = [0, 0]
     else:
-        out = [math.ceil(n / s) for n, s in zip((h, w), stride)]
-        before = [max((o - 1) * s + k - n, 0) // 2 for o, s, k, n in zip(out, stride, size, (h, w))]
+        out = [math.ceil(n / s) for n, s in zip((h, w), stride, strict=True)]
+        before = [max((o - 1) * s + k - n, 0) // 2 for o, s, k, n in zip(out, stride, size, (h, w), strict=True)]
     padded = np.full((h + 2 * size[0], w + 2 * size[1]), np.nan)
     padded[before[0] : before[0] + h, before[1] : before[1] + w] = image
     reduce = {"max": np.nanmax, "mean": np.nanmean, "min": np.nanmin}[op]
     result = np.empty(out)
     for i in range(out[0]):
         for j in range(out[1]):
-            result[i, j] = reduce(padded[i * stride[0] : i * stride[0] + size[0], j * stride[1] : j * stride[1] + size[1]])
+            result[i, j] = reduce(
+                padded[i * stride[0] : i * stride[0] + size[0], j * stride[1] : j * stride[1] + size[1]]
+            )
     return result
 
 
@@ -232,7 +236,12 @@ class TestCli:
 
     def test_rgb_pools_each_channel(self, tmp_path):
         out = tmp_path / "o.png"
-        assert invoke("maxpool", "--size", "3", "--stride", "2", "--padding", "same", SAMPLES / "coffee.png", out).exit_code == 0
+        assert (
+            invoke(
+                "maxpool", "--size", "3", "--stride", "2", "--padding", "same", SAMPLES / "coffee.png", out
+            ).exit_code
+            == 0
+        )
         image = pixels(SAMPLES / "coffee.png")
         assert Image.open(out).mode == "RGB"
         assert np.array_equal(pixels(out), pool(image, size=3, stride=2, padding="same"))

@@ -16,17 +16,27 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from imgconv import backends
+from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.cli import cli
-from imgconv.convolve import BORDERS, GEOMETRIES, FilterOptions, convolve, finish
 from imgconv.errors import InputError, UsageFailure
+from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
+from imgconv.pipeline import convolve
+from imgconv.plan import FilterOptions, FilterPlan
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 #: mode -> (channels filtered, maxval); alpha is carried aside, not filtered,
 #: so RGBA and LA filter as RGB and L do.  None: a float matrix.
-MODES = {"L": (1, 255), "RGB": (3, 255), "RGBA": (3, 255), "LA": (1, 255), "I;16": (1, 65535), "matrix": (1, None),
-         "matrix-3": (3, None)}
+MODES = {
+    "L": (1, 255),
+    "RGB": (3, 255),
+    "RGBA": (3, 255),
+    "LA": (1, 255),
+    "I;16": (1, 65535),
+    "matrix": (1, None),
+    "matrix-3": (3, None),
+}
 
 
 # --------------------------------------------------------------------------
@@ -116,7 +126,8 @@ def kernels(draw):
 
 
 def able_backends(kernel: Kernel, geometry: str, border: str, *, integer_input: bool = True) -> list[str]:
-    request = FilterOptions(geometry=geometry, border=border).request([kernel], integer_input=integer_input)
+    plan = FilterPlan.make([kernel], FilterOptions(geometry=geometry, border=border), integer_input=None)
+    request = plan.request(integer_input=integer_input)
     able = [n for n in backends.names() if not (backends.get(n).unavailable() or backends.get(n).refuse(request))]
     assert able, "no backend serves this request"
     return able
@@ -212,7 +223,9 @@ SPEC_CHARS = "0123456789.,;: \n/x-+eE@abgiosnmzuh=_"
 specs = st.one_of(
     st.text(alphabet=SPEC_CHARS, max_size=24),
     st.text(max_size=12),
-    st.builds("{}:{}".format, st.sampled_from(["box", "gaussian", "3x3", "2x1"]), st.text(alphabet=SPEC_CHARS, max_size=16)),
+    st.builds(
+        "{}:{}".format, st.sampled_from(["box", "gaussian", "3x3", "2x1"]), st.text(alphabet=SPEC_CHARS, max_size=16)
+    ),
 )
 REGISTRY = load_registry()
 
@@ -239,12 +252,14 @@ def test_random_specs_through_kernels_show(spec):
 @given(images(), kernels(), st.sampled_from(GEOMETRIES), st.sampled_from(BORDERS), st.booleans())
 def test_the_strip_route_gives_the_whole_image_bytes(image, kernel, geometry, border, correlate):
     """filter_image (what apply runs: strips, integer rounding) == finish(convolve(...))."""
-    from imgconv.convolve import filter_image
+    from imgconv.pipeline import filter_image
 
     mode, data, maxval = image
     if maxval is None or (geometry == "valid" and (kernel.shape[0] > data.shape[0] or kernel.shape[1] > data.shape[1])):
         return
     for name in able_backends(kernel, geometry, border):
-        options = dict(geometry=geometry, border=border, correlate=correlate, backend=name)
+        options = {"geometry": geometry, "border": border, "correlate": correlate, "backend": name}
         whole = finish(convolve(data, [kernel], **options), maxval=maxval)
-        assert np.array_equal(filter_image(data, [kernel], maxval=maxval, **options), whole), (name, mode)
+        assert np.array_equal(
+            filter_image(data, [kernel], dtype=np.uint8 if maxval == 255 else np.uint16, **options), whole
+        ), (name, mode)

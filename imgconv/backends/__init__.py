@@ -1,33 +1,40 @@
 """The backend protocol and registry.
 
 A backend computes one thing: the *valid* correlation of already padded
-planes with a small weight matrix.  Orientation, borders, geometry, scale,
-rounding and clipping all live in ``imgconv.convolve``, outside the backends,
-which is what lets different engines agree to the byte.
+planes with one kernel, as the plan applies it (already rotated for
+convolution).  Orientation, borders, geometry, scale, rounding and clipping
+all live outside the backends (``imgconv.plan``, ``imgconv.padding``,
+``imgconv.finishing``), which is what lets different engines agree to the
+byte.  What a backend needs from a kernel (its integer weights, their
+separable factors) is computed once on the ``Kernel``.
 
-Backends are imported lazily, by name, so that starting the command line
-never loads an engine it does not use.
+A backend is one module in this package named ``NAME_backend.py`` that
+exposes ``BACKEND``, an object of the protocol below; its name is found from
+the file name, so listing backends (``--backend`` choices, ``--help``)
+imports none of them, and a run imports only the engine it uses.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Protocol, cast
 
-from imgconv.errors import UsageFailure
+from imgconv.choices import AUTO
+from imgconv.errors import ParameterError
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: name -> module; each module exposes ``BACKEND``, an object of the protocol.
-BACKEND_MODULES: dict[str, str] = {
-    "scipy": "imgconv.backends.scipy_backend",
-    "numpy": "imgconv.backends.numpy_backend",
-    "pil": "imgconv.backends.pil_backend",
-}
+    from imgconv.kernels import Kernel
 
-AUTO = "auto"
+_SUFFIX = "_backend.py"
+
+#: Backends ``auto`` prefers, in order, for exact integer sums and for float
+#: sums (see ``auto_order``); any other backend comes after these.
+PREFERENCE = {True: ("numpy", "scipy", "pil"), False: ("scipy", "numpy", "pil")}
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class Request:
     value_range: str = "clip"
     #: Per kernel step: True when it sums integer weights over integer-valued
     #: planes, so its exact result is an integer that every engine can reach
-    #: (see ``imgconv.convolve.exact_steps``).  Empty means unknown: no step
+    #: (see ``imgconv.plan.exact_steps``).  Empty means unknown: no step
     #: is assumed exact.
     exact_steps: tuple[bool, ...] = ()
 
@@ -55,34 +62,45 @@ class Backend(Protocol):
 
     def unavailable(self) -> str | None:
         """Why this backend cannot run on this machine, or None."""
+        ...
 
     def refuse(self, request: Request) -> str | None:
         """Why this backend cannot serve ``request``, or None if it can."""
+        ...
 
-    def correlate_valid(self, planes: "np.ndarray", weights: "np.ndarray") -> "np.ndarray":
-        """Valid correlation of ``planes`` (H x W x C) with ``weights`` (kh x kw).
+    def correlate_valid(self, planes: np.ndarray, kernel: Kernel) -> np.ndarray:
+        """Valid correlation of ``planes`` (H x W x C) with ``kernel.integer_form()[0]``.
 
         Returns shape (H - kh + 1, W - kw + 1, C): float64, or an integer
         array holding the exact sums.  For integer weights and integer-valued
         planes the sums must be exact either way.
         """
+        ...
 
 
 def names() -> list[str]:
-    """Every registered backend name, in preference order."""
-    return list(BACKEND_MODULES)
+    """Every backend's name: the general-purpose ones first, then the rest, sorted.
+
+    >>> names()
+    ['scipy', 'numpy', 'pil']
+    """
+    return list(_found())
+
+
+@cache
+def _found() -> tuple[str, ...]:
+    found = sorted(f[: -len(_SUFFIX)] for f in os.listdir(os.path.dirname(__file__)) if f.endswith(_SUFFIX))
+    preferred = [n for n in PREFERENCE[False] if n in found]
+    return (*preferred, *(n for n in found if n not in preferred))
 
 
 def get(name: str) -> Backend:
     """The backend called ``name``; a usage error lists the valid names."""
-    try:
-        module = BACKEND_MODULES[name]
-    except KeyError:
-        raise UsageFailure(
-            f"unknown backend '{name}' (choose from {', '.join([AUTO, *BACKEND_MODULES])})",
-            subject="--backend",
-        ) from None
-    return importlib.import_module(module).BACKEND
+    if name not in names():
+        raise ParameterError(
+            f"unknown backend '{name}' (choose from {', '.join([AUTO, *names()])})", parameter="backend"
+        )
+    return cast("Backend", importlib.import_module(f"{__name__}.{name}_backend").BACKEND)
 
 
 def choose(name: str, request: Request) -> Backend:
@@ -96,14 +114,15 @@ def choose(name: str, request: Request) -> Backend:
         reason = backend.unavailable() or backend.refuse(request)
         if reason:
             able = [n for n in names() if n != name and _serves(get(n), request)]
-            hint = f"; use --backend {able[0]}" if able else ""
-            raise UsageFailure(f"backend '{name}' cannot do this: {reason}{hint}", subject="--backend")
+            raise ParameterError(
+                f"backend '{name}' cannot do this: {reason}", parameter="backend", suggestion=able[0] if able else None
+            )
         return backend
     for candidate in auto_order(request):
         backend = get(candidate)
         if _serves(backend, request):
             return backend
-    raise UsageFailure("no backend can serve this request", subject="--backend")
+    raise ParameterError("no backend can serve this request", parameter="backend")
 
 
 def auto_order(request: Request) -> list[str]:
@@ -122,8 +141,8 @@ def auto_order(request: Request) -> list[str]:
     ['scipy', 'numpy', 'pil']
     """
     exact = bool(request.exact_steps) and all(request.exact_steps)
-    preferred = ["numpy", "scipy", "pil"] if exact else ["scipy", "numpy", "pil"]
-    return [n for n in preferred if n in BACKEND_MODULES] + [n for n in names() if n not in preferred]
+    preferred = [n for n in PREFERENCE[exact] if n in names()]
+    return preferred + [n for n in names() if n not in preferred]
 
 
 def _serves(backend: Backend, request: Request) -> bool:

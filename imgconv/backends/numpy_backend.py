@@ -14,22 +14,25 @@ row pass then a column pass, which is exact too and needs kh + kw taps
 instead of kh * kw.  Working strip by strip keeps temporaries to a few MiB.
 
 >>> import numpy as np
+>>> from imgconv.kernels import parse_spec
 >>> planes = np.arange(12.0).reshape(3, 4, 1)
->>> BACKEND.correlate_valid(planes, np.array([[1.0, -1.0]]))[:, :, 0].tolist()
+>>> BACKEND.correlate_valid(planes, parse_spec('1,-1'))[:, :, 0].tolist()
 [[-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0], [-1.0, -1.0, -1.0]]
->>> BACKEND.correlate_valid(np.full((3, 3, 1), 200, np.uint8), np.ones((3, 3))).tolist()
+>>> BACKEND.correlate_valid(np.full((3, 3, 1), 200, np.uint8), parse_spec('box:3')).tolist()
 [[[1800]]]
 """
 
 from __future__ import annotations
 
-import functools
-import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from imgconv.backends import Request
+
+if TYPE_CHECKING:
+    from imgconv.kernels import Kernel
 
 #: Bytes of output a strip covers; each strip's temporaries are a small
 #: multiple of this, so peak memory stays near input + output planes.
@@ -51,24 +54,35 @@ class NumpyBackend:
     def unavailable(self) -> str | None:
         return None  # numpy is a hard dependency of imgconv
 
-    def refuse(self, request: Request) -> str | None:
-        return None
-
-    def correlate_valid(self, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.float64)
-        integer_weights = bool(np.array_equal(weights, np.round(weights)))
-        if planes.dtype.kind in "iu" and integer_weights:
-            plan = _plan(weights.tobytes(), weights.shape, _dtype_bound(planes.dtype), planes.dtype.kind == "u")
+    def correlate_valid(self, planes: np.ndarray, kernel: Kernel) -> np.ndarray:
+        weights = kernel.integer_form()[0]
+        if planes.dtype.kind in "iu" and kernel.integer_weights:
+            plan = _plan(kernel, _dtype_bound(planes.dtype), planes.dtype.kind == "u")
             if plan is not None:
                 return plan.run(planes)
         return _correlate_float(np.asarray(planes, dtype=np.float64), weights)
 
+    def refuse(self, request: Request) -> str | None:
+        return None
 
-@functools.lru_cache(maxsize=64)
-def _plan(key: bytes, shape: tuple[int, int], high: int, unsigned_input: bool) -> "IntegerPlan | None":
-    """The integer plan for these weights, made once per kernel, not per strip."""
-    weights = np.frombuffer(key, dtype=np.float64).reshape(shape).astype(np.int64)
-    return IntegerPlan.make(weights, high=high, unsigned_input=unsigned_input)
+
+#: (id(kernel), bound, unsigned) -> (kernel, plan): the kernel is kept so its id stays its own.
+_PLANS: dict[tuple[int, int, bool], tuple[Kernel, IntegerPlan | None]] = {}
+
+
+def _plan(kernel: Kernel, high: int, unsigned_input: bool) -> IntegerPlan | None:
+    """The integer plan for a kernel and a pixel type, made once, not per strip.
+
+    Keyed by identity: hashing a kernel hashes all its values, which for a
+    large kernel would cost more than the strip.
+    """
+    key = (id(kernel), high, unsigned_input)
+    found = _PLANS.get(key)
+    if found is None or found[0] is not kernel:
+        if len(_PLANS) >= 64:
+            _PLANS.clear()
+        found = _PLANS[key] = (kernel, IntegerPlan.make(kernel, high=high, unsigned_input=unsigned_input))
+    return found[1]
 
 
 def _dtype_bound(dtype: np.dtype) -> int:
@@ -88,33 +102,19 @@ def _narrowest(bound: int, *, signed: bool = True) -> np.dtype | None:
     return None
 
 
-def _rank_one(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Integer column and row vectors with ``outer(column, row) == weights``."""
-    rows, cols = np.nonzero(weights)
-    if rows.size == 0 or weights.shape[0] == 1 or weights.shape[1] == 1:
-        return None
-    pivot = weights[rows[0]]
-    content = math.gcd(*(int(v) for v in pivot))
-    row = pivot // content
-    j = int(np.nonzero(row)[0][0])
-    if np.any(weights[:, j] % row[j]):
-        return None
-    column = weights[:, j] // row[j]
-    return (column, row) if np.array_equal(np.outer(column, row), weights) else None
-
-
 class IntegerPlan:
     """Exact integer correlation: either one 2-D pass or a row then a column pass."""
 
-    def __init__(self, weights: np.ndarray, passes: list[tuple[np.ndarray, np.dtype]]) -> None:
-        self.shape = weights.shape
+    def __init__(self, shape: tuple[int, int], passes: list[tuple[np.ndarray, np.dtype]]) -> None:
+        self.shape = shape
         self.passes = passes
 
     @classmethod
-    def make(cls, weights: np.ndarray, *, high: int, unsigned_input: bool = False) -> "IntegerPlan | None":
-        factors = _rank_one(weights)
+    def make(cls, kernel: Kernel, *, high: int, unsigned_input: bool = False) -> IntegerPlan | None:
+        weights = kernel.integer_form()[0].astype(np.int64)
+        factors = kernel.separable_weights()
         if factors is not None:
-            column, row = factors
+            column, row = (f.astype(np.int64) for f in factors)
             if unsigned_input and row.min() >= 0 and column.min() >= 0:
                 signed = False
             else:
@@ -123,12 +123,12 @@ class IntegerPlan:
             final = middle * int(np.abs(column).sum())
             first, second = _narrowest(middle, signed=signed), _narrowest(final, signed=signed)
             if first is not None and second is not None and final < _FLOAT_EXACT:
-                return cls(weights, [(row[np.newaxis, :], first), (column[:, np.newaxis], second)])
+                return cls(kernel.shape, [(row[np.newaxis, :], first), (column[:, np.newaxis], second)])
         final = high * int(np.abs(weights).sum())
         dtype = _narrowest(final, signed=not (unsigned_input and weights.min() >= 0))
         if dtype is None or final >= _FLOAT_EXACT:
             return None
-        return cls(weights, [(weights, dtype)])
+        return cls(kernel.shape, [(weights, dtype)])
 
     def run(self, planes: np.ndarray) -> np.ndarray:
         kh, kw = self.shape

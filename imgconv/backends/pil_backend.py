@@ -25,18 +25,24 @@ chains whose earlier kernels have no divisor), kernels up to 5x5 (smaller
 ones are embedded in a 3x3 or 5x5 of zeros), and refuses the rest.
 
 >>> import numpy as np
+>>> from imgconv.kernels import parse_spec
 >>> impulse = np.zeros((3, 3, 1)); impulse[1, 1] = 1
->>> BACKEND.correlate_valid(np.pad(impulse, ((1, 1), (1, 1), (0, 0))), np.arange(1.0, 10).reshape(3, 3))[:, :, 0].astype(int).tolist()
+>>> padded = np.pad(impulse, ((1, 1), (1, 1), (0, 0)))
+>>> BACKEND.correlate_valid(padded, parse_spec('1,2,3;4,5,6;7,8,9'))[:, :, 0].astype(int).tolist()
 [[9, 8, 7], [6, 5, 4], [3, 2, 1]]
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgconv.backends import Request
+
+if TYPE_CHECKING:
+    from imgconv.kernels import Kernel
 
 #: Pillow's C loop only takes square kernels of these sides.
 SIDES = (3, 5)
@@ -61,7 +67,7 @@ class PilBackend:
         for index, (kh, kw) in enumerate(request.kernel_shapes, start=1):
             if max(kh, kw) > SIDES[-1]:
                 return f"kernel {index} is {kh}x{kw}; Pillow filters only up to 5x5"
-        for index, shape in enumerate(request.kernel_shapes, start=1):
+        for index in range(1, len(request.kernel_shapes) + 1):
             if not request.integer_kernels[index - 1]:
                 return f"kernel {index} has real-valued weights; Pillow's float32 sums would not be exact"
             if index > len(request.exact_steps) or not request.exact_steps[index - 1]:
@@ -71,10 +77,10 @@ class PilBackend:
                 )
         return None
 
-    def correlate_valid(self, planes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def correlate_valid(self, planes: np.ndarray, kernel: Kernel) -> np.ndarray:
         planes = np.asarray(planes, dtype=np.float64)
-        weights = np.asarray(weights, dtype=np.float64)
-        if not (np.array_equal(weights, np.round(weights)) and np.array_equal(planes, np.floor(planes))):
+        weights = kernel.integer_form()[0]
+        if not (kernel.integer_weights and np.array_equal(planes, np.floor(planes))):
             raise ValueError("the pil backend needs integer weights and integer-valued planes")
         kh, kw = weights.shape
         side = next(s for s in SIDES if s >= max(kh, kw))

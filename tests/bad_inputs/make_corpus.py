@@ -54,8 +54,12 @@ def png_header_only(width: int, height: int) -> bytes:
     few bytes of pixel data: what a decompression bomb looks like to a reader
     that checks sizes before decoding."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + png_chunk(b"IEND", b""))
+    return (
+        PNG_SIGNATURE
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def flip_byte(data: bytes, offset: int) -> bytes:
@@ -95,7 +99,9 @@ def images(folder: Path) -> None:
     (folder / "bomb.bmp").write_bytes(bytes(bmp))
     header = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000), }"
     header = header.ljust(117) + "\n"
-    (folder / "bomb.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64))
+    (folder / "bomb.npy").write_bytes(
+        b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64)
+    )
 
     # Bad matrices.
     (folder / "bad-header.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': zz}  \n")

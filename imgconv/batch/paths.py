@@ -1,9 +1,8 @@
-"""Many files: glob expansion, output templates, parallel jobs, progress events.
+"""Many files: glob expansion, output templates, and the checks of the whole plan.
 
-The batch layer knows nothing about convolution: it maps inputs to outputs,
-checks the plan before any work starts, and runs a picklable ``work(source,
-target)`` callable over it, in this process or in a pool of worker
-processes.  ``apply`` and the pooling commands share it.
+Inputs are mapped to outputs and the mapping is checked (collisions,
+outputs that are inputs) before any work starts.  Nothing here knows about
+convolution.
 
 >>> tasks = plan([Input('photos/a.jpg', 'photos'), Input('photos/2020/b.jpg', 'photos')], 'out/{relpath}.png')
 >>> [t.target for t in tasks]
@@ -15,15 +14,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import signal
 import string
-import sys
-import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
-from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED, ImgconvError, UsageFailure
+from imgconv.errors import UsageFailure
 
 GLOB_CHARS = "*?["
 TEMPLATE_FIELDS = ("stem", "name", "ext", "parent", "relpath", "reldir", "kernel")
@@ -41,30 +37,6 @@ class Input:
 class Task:
     source: str
     target: str
-
-
-@dataclass
-class Failure:
-    source: str
-    message: str
-    exit_code: int
-
-
-@dataclass
-class Summary:
-    """What a batch did; ``exit_code`` follows the policy in ``errors``."""
-
-    done: int = 0
-    skipped: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return max((f.exit_code for f in self.failures), default=0)
 
 
 def has_glob(pattern: str) -> bool:
@@ -168,8 +140,9 @@ def plan(inputs: Sequence[Input], output: str, *, kernel: str = "") -> list[Task
     check_template(output)
     is_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
     if any(item.path == "-" for item in inputs) and (is_folder or "{" in output):
-        raise UsageFailure("standard input has no name to put in a folder or template; give an output file or '-'",
-                           subject="--output")
+        raise UsageFailure(
+            "standard input has no name to put in a folder or template; give an output file or '-'", subject="--output"
+        )
     if is_folder:
         template = os.path.join(output, "{name}")
     elif "{" in output or len(inputs) == 1:
@@ -219,114 +192,6 @@ def up_to_date(task: Task) -> bool:
         return False
 
 
-# --------------------------------------------------------------------------
-# Running
-
-Work = Callable[[str, str], None]
-Progress = Callable[[Task, "Failure | None"], None]
-
-_worker_work: Work | None = None
-
-
-def _init_worker(work: Work) -> None:
-    global _worker_work
-    _worker_work = work
-    # The processes already use every core: one thread each for the strips.
-    os.environ["IMGCONV_THREADS"] = "1"
-    # Ctrl-C reaches the whole process group: the parent alone decides, and
-    # stops workers with SIGTERM, which unwinds them through the cleanup of
-    # any half-written temporary file.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-
-
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(EXIT_INTERRUPTED)
-
-
-def _run_one(work: Work, task: Task) -> Failure | None:
-    try:
-        work(task.source, task.target)
-    except ImgconvError as exc:
-        return Failure(task.source, str(exc), exc.exit_code)
-    except MemoryError:
-        return Failure(task.source, "out of memory", EXIT_FAILURE)
-    except Exception as exc:  # a bug must not take the other files down with it
-        return Failure(task.source, f"internal error: {type(exc).__name__}: {exc}", EXIT_FAILURE)
-    return None
-
-
-def _pool_task(indexed: tuple[int, Task]) -> tuple[int, Failure | None]:
-    index, task = indexed
-    assert _worker_work is not None
-    return index, _run_one(_worker_work, task)
-
-
-def run(
-    tasks: Sequence[Task],
-    work: Work,
-    *,
-    jobs: int = 1,
-    fail_fast: bool = False,
-    progress: Progress | None = None,
-) -> Summary:
-    """Run ``work`` over ``tasks``; failures are collected, not raised.
-
-    With ``jobs > 1`` and several tasks, files run in worker processes.
-    Ctrl-C (KeyboardInterrupt) stops the workers; temporary files are
-    removed and finished outputs stay.
-    """
-    summary = Summary()
-    started = time.perf_counter()
-
-    def record(task: Task, failure: Failure | None) -> bool:
-        if failure is None:
-            summary.done += 1
-        else:
-            summary.failures.append(failure)
-        if progress:
-            progress(task, failure)
-        return failure is not None and fail_fast
-
-    try:
-        if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                if record(task, _run_one(work, task)):
-                    break
-        else:
-            _run_pool(tasks, work, min(jobs, len(tasks)), record)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        remove_temporaries(tasks)
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _run_pool(tasks: Sequence[Task], work: Work, processes: int, record) -> None:
-    import multiprocessing
-
-    # Not plain fork: a process that already ran threads (strips, the PNG
-    # writer, a host program) can hand a held lock to a forked child, which
-    # then hangs. A fork server is a clean single-threaded parent that has
-    # imported the heavy modules once, so workers still start in milliseconds.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
-        context.set_forkserver_preload(["imgconv.jobs", "imgconv.convolve", "imgconv.images", "imgconv.pooling"])
-    pool = context.Pool(processes, initializer=_init_worker, initargs=(work,))
-    try:
-        for index, failure in pool.imap_unordered(_pool_task, enumerate(tasks), chunksize=1):
-            if record(tasks[index], failure):
-                break
-    except BaseException:
-        pool.terminate()
-        pool.join()
-        raise
-    else:
-        pool.terminate()  # also ends the pending work after a --fail-fast stop
-        pool.join()
-
-
 def remove_temporaries(tasks: Iterable[Task]) -> None:
     """Remove ``.NAME.*.part`` files that interrupted writes may have left."""
     for task in tasks:
@@ -338,10 +203,3 @@ def remove_temporaries(tasks: Iterable[Task]) -> None:
                 leftover.unlink()
             except OSError:
                 pass
-
-
-def describe(failure: Failure) -> str:
-    """The failure as one line that names the input file."""
-    if failure.source in failure.message:
-        return failure.message
-    return f"{failure.source}: {failure.message}"

@@ -1,0 +1,159 @@
+"""Worker processes for a local batch, and the loop each of them runs.
+
+Each worker is ``python -m imgconv.batch.workers``: it receives the
+pickled ``work`` once, then one task at a time over its stdin, and answers
+each with the task's failure (or None) over its stdout.  Nothing is shared
+but two pipes per worker (no queues, locks or semaphores that an
+interruption could leave held), and workers run in a session of their own,
+so a Ctrl-C at the terminal reaches only the parent, which alone decides:
+it stops the workers with SIGTERM, which unwinds each through the clean-up
+of any half-written temporary file.  A worker whose parent goes away sees
+its stdin close and exits; a worker that dies takes only its own file with
+it, and a fresh one takes its place.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+from typing import IO, Any
+
+from imgconv.batch.local import Failure, Work, run_one
+from imgconv.batch.paths import Task
+from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED
+
+#: How long stopped workers get to remove their temporary files before they are killed.
+STOP_SECONDS = 10.0
+
+
+class Worker:
+    """One worker process and the task it holds."""
+
+    def __init__(self, work_bytes: bytes) -> None:
+        environment = dict(os.environ, IMGCONV_THREADS="1")  # the processes already use every core
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imgconv.batch.workers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            start_new_session=True,
+        )
+        self.task: tuple[int, Task] | None = None
+        self.send(work_bytes)
+
+    @property
+    def output(self) -> IO[bytes]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def send(self, payload: bytes) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(payload)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died; its stdout shows EOF and the task is reported then
+
+    def stop(self) -> None:
+        """Close its stdin: an idle worker exits, a busy one after its file."""
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+class Workers:
+    """A set of worker processes, stopped on exit from the ``with`` block."""
+
+    def __init__(self, work: Work, count: int) -> None:
+        self.work_bytes = pickle.dumps(work)
+        self.count = count
+        self.workers: list[Worker] = []
+
+    def __enter__(self) -> Workers:
+        try:
+            for _ in range(self.count):
+                self.workers.append(Worker(self.work_bytes))
+        except BaseException as exc:  # interrupted while starting: stop the ones started
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for worker in self.workers:
+            if worker.task is not None or kind is not None:
+                worker.process.terminate()  # interrupted or stopped early: unwind the file in hand
+            worker.stop()
+        for worker in self.workers:
+            try:
+                worker.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.output.close()
+
+    def idle(self) -> Iterator[Worker]:
+        return iter(list(self.workers))
+
+    def busy(self) -> bool:
+        return any(w.task is not None for w in self.workers)
+
+    def give(self, worker: Worker, item: tuple[int, Task] | None) -> None:
+        """Hand ``item`` to ``worker``, or let it go when there is nothing left."""
+        worker.task = item
+        if item is not None:
+            worker.send(pickle.dumps(item))
+
+    def next_result(self) -> tuple[Worker, int, Failure | None]:
+        """Wait for the next finished task; a worker that died fails its task and is replaced."""
+        from multiprocessing.connection import wait
+
+        busy = {w.output.fileno(): w for w in self.workers if w.task is not None}
+        ready = wait(list(busy))
+        worker = busy[ready[0]]  # type: ignore[index]
+        assert worker.task is not None
+        index, task = worker.task
+        try:
+            answer = pickle.load(worker.output)
+        except (EOFError, pickle.UnpicklingError):
+            code = worker.process.wait()
+            cause = f"signal {-code}" if code < 0 else f"exit code {code}"
+            self.workers[self.workers.index(worker)] = replacement = Worker(self.work_bytes)
+            replacement.task = worker.task
+            worker.output.close()
+            return replacement, index, Failure(task.source, f"the worker process died ({cause})", EXIT_FAILURE)
+        found_index, failure = answer
+        return worker, found_index, failure
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
+def main() -> None:
+    """The worker's loop: one task in, its failure (or None) out, until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent alone decides
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    inbox = sys.stdin.buffer
+    outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the channel
+    work: Any = pickle.load(inbox)
+    while True:
+        try:
+            index, task = pickle.load(inbox)
+        except EOFError:
+            return
+        pickle.dump((index, run_one(work, task)), outbox)
+        outbox.flush()
+
+
+if __name__ == "__main__":
+    main()

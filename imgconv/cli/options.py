@@ -1,0 +1,172 @@
+"""The options the file commands share, and what they become."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from imgconv.cli.report import CommandReporter, reported
+from imgconv.formats import format_words
+from imgconv.kernels import Kernel
+
+if TYPE_CHECKING:
+    from imgconv.jobs import OutputOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def registry_option(function: F) -> F:
+    return click.option(
+        "--registry",
+        "registries",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Extra YAML kernel registry (repeatable); adds to and overrides the built-in names.",
+    )(function)
+
+
+def load_kernels(specs: Sequence[str], registries: Sequence[str]) -> list[Kernel]:
+    """Parse every ``--kernel`` spec against one load of the registry."""
+    from imgconv.kernels import load_registry, parse_spec
+
+    registry = load_registry(registries)
+    return [parse_spec(spec, registry) for spec in specs]
+
+
+def stack(function: F, options: Sequence[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def file_options(function: F) -> F:
+    """The options every file command shares: inputs, outputs, batch, encoding."""
+    return stack(
+        function,
+        [
+            click.argument("paths", nargs=-1, metavar="INPUT... [OUTPUT]"),
+            click.option(
+                "-o",
+                "--output",
+                metavar="PATH",
+                help="Output file, folder (ending in '/') or template: {stem} {name} {ext} {parent} "
+                "{relpath} {reldir} {kernel}. Without it, the last PATH is the output of one input.",
+            ),
+            click.option(
+                "--format",
+                "fmt",
+                metavar="FMT",
+                default=None,
+                help=f"Output format ({format_words()}); for '-' the default is the input's format, else png.",
+            ),
+            click.option(
+                "--depth",
+                type=click.Choice(["8", "16"]),
+                default=None,
+                help="Output bit depth [default: the input's; 8 for matrices].",
+            ),
+            click.option(
+                "--png-level",
+                type=click.IntRange(0, 9),
+                default=1,
+                show_default=True,
+                help="PNG zlib level: 1 is fast, 9 is small.",
+            ),
+            click.option(
+                "--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality."
+            ),
+            click.option(
+                "--max-pixels",
+                type=click.IntRange(1),
+                default=None,
+                help="Refuse larger images before decoding [default: 100,000,000].",
+            ),
+            click.option("--in-place", is_flag=True, help="Allow an output to be an input file (overwrite it)."),
+            click.option(
+                "-j",
+                "--jobs",
+                type=click.IntRange(1),
+                default=None,
+                help="Files processed in parallel [default: the number of CPUs].",
+            ),
+            click.option("--dry-run", is_flag=True, help="Print each INPUT -> OUTPUT pair and do nothing."),
+            click.option("--update", is_flag=True, help="Skip inputs whose output exists and is newer (like make)."),
+            click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails."),
+            click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class FileArguments:
+    """The values of ``file_options``, as one record."""
+
+    paths: tuple[str, ...]
+    output: str | None
+    fmt: str | None
+    depth: str | None
+    png_level: int
+    quality: int
+    max_pixels: int | None
+    in_place: bool
+    jobs: int | None
+    dry_run: bool
+    update: bool
+    fail_fast: bool
+    quiet: bool
+
+    def output_options(self) -> OutputOptions:
+        from imgconv.jobs import OutputOptions
+
+        return OutputOptions(
+            fmt=self.fmt,
+            depth=int(self.depth) if self.depth else None,
+            png_level=self.png_level,
+            quality=self.quality,
+            in_place=self.in_place,
+        )
+
+    def run(self, job: Callable[[str, str], None], *, label: str) -> None:
+        """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
+        from imgconv.batch import LocalExecutor, run_files
+
+        with reported():
+            code = run_files(
+                self.paths,
+                self.output,
+                job,
+                label=label,
+                reporter=CommandReporter(quiet=self.quiet),
+                executor=LocalExecutor(self.jobs),
+                in_place=self.in_place,
+                dry_run=self.dry_run,
+                update=self.update,
+                fail_fast=self.fail_fast,
+            )
+        if code:
+            sys.exit(code)
+
+
+class WindowType(click.ParamType):
+    """``N`` or ``ROWSxCOLS`` (positive integers), e.g. ``2`` or ``2x3``."""
+
+    name = "N|RxC"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        from imgconv.errors import ParameterError
+        from imgconv.pooling import parse_window
+
+        try:
+            return parse_window(value, parameter=param.name or "size" if param else "size")
+        except ParameterError as exc:
+            self.fail(exc.cause, param, ctx)
+
+
+WINDOW = WindowType()

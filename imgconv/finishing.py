@@ -1,0 +1,241 @@
+"""The one finishing step: raw sums to output values.
+
+``Finish`` holds what a run does after its last kernel: ``/ scale +
+offset``, optional ReLU, the range (clip / abs / normalize / float), round
+half up and clip to the output type.  ``Finish.after(divisor, offset)``
+puts the last kernel's own ``/ divisor + offset`` in front, and finishes
+integer sums in integers where that provably gives the float formula's
+bytes.  Whole images, row strips and pooled windows all end here.
+
+>>> import numpy as np
+>>> finish(np.array([-3.0, 0.5, 1.49, 254.5, 300.0]), maxval=255).tolist()
+[0, 1, 1, 255, 255]
+>>> finish(np.array([-3.0, 2.5]), maxval=255, value_range='abs').tolist()
+[3, 3]
+>>> finish(np.array([-1.0, 0.0, 1.0]), maxval=255, value_range='normalize').tolist()
+[0, 128, 255]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgconv.choices import RANGES, ValueRange, check
+from imgconv.errors import ParameterError
+from imgconv.kernels.model import Number
+
+
+def dtype_for(maxval: int) -> np.dtype:
+    """The unsigned type that holds ``0..maxval``."""
+    return np.dtype(np.uint8) if maxval <= 255 else np.dtype(np.uint16) if maxval <= 65535 else np.dtype(np.uint32)
+
+
+def scale_offset(values: np.ndarray, divisor: Number, offset: Number) -> np.ndarray:
+    """``values / divisor + offset`` as float64, skipping identity steps."""
+    by, plus = float(divisor), float(offset)
+    values = np.asarray(values, dtype=np.float64)
+    if by != 1.0:
+        values = values / by
+    if plus != 0.0:
+        values = values + plus
+    return values
+
+
+def depth_divisor(source_max: int | None, maxval: int | None, value_range: str) -> float:
+    """What divides input levels to give output levels: 1/257 from 8 to 16
+    bits, 257 from 16 to 8, and 1 for matrices, float results or one depth.
+
+    >>> depth_divisor(65535, 255, 'clip'), depth_divisor(None, 255, 'clip'), depth_divisor(255, 255, 'abs')
+    (257.0, 1.0, 1.0)
+    """
+    if source_max is None or maxval is None or value_range == "float" or source_max == maxval:
+        return 1.0
+    return source_max / maxval
+
+
+@dataclass(frozen=True)
+class Finish:
+    """What a run does to its results after the last kernel.
+
+    ``maxval`` is 255 or 65535 for 8- and 16-bit outputs (None only with
+    ``value_range='float'``).  ``Finish.make`` folds a change of bit depth
+    into the scale and offset, so levels keep their meaning across depths.
+    """
+
+    maxval: int | None
+    value_range: ValueRange = "clip"
+    scale: float = 1.0
+    offset: float = 0.0
+    relu: bool = False
+
+    def __post_init__(self) -> None:
+        check("value_range", self.value_range, RANGES)
+        if self.value_range != "float" and self.maxval is None:
+            raise ParameterError("an integer output needs a maximum value", parameter="maxval")
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        maxval: int | None,
+        value_range: ValueRange,
+        scale: float = 1.0,
+        offset: float = 0.0,
+        relu: bool = False,
+        source_max: int | None = None,
+    ) -> Finish:
+        """The finish for an output of ``maxval`` from input levels of ``source_max``.
+
+        ``out = (conv / scale + offset) / divisor``, with divisor 257 from 16
+        to 8 bits (1/257 the other way).
+        """
+        divisor = depth_divisor(source_max, maxval, value_range)
+        if divisor != 1:
+            scale, offset = scale * divisor, offset / divisor
+        return cls(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """What the finished values are: float64, or the output's integer type."""
+        if self.value_range == "float" or self.maxval is None:
+            return np.dtype(np.float64)
+        return dtype_for(self.maxval)
+
+    @property
+    def elementwise(self) -> bool:
+        """False for ``normalize``, which needs the whole result's minimum and maximum."""
+        return self.value_range != "normalize"
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """Finish float (or integer) ``values``; a new array."""
+        result = scale_offset(values, self.scale, self.offset)
+        if self.relu:
+            result = np.maximum(result, 0.0)
+        if self.value_range == "float":
+            return result
+        assert self.maxval is not None  # checked in __post_init__
+        if self.value_range == "abs":
+            result = np.abs(result)
+        elif self.value_range == "normalize":
+            low, high = (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
+            if high == low:
+                return np.zeros(result.shape, dtype=dtype_for(self.maxval))
+            result = (result - low) * (self.maxval / (high - low))
+        rounded = np.floor(result + 0.5)
+        np.clip(rounded, 0, self.maxval, out=rounded)
+        return rounded.astype(dtype_for(self.maxval))
+
+    def after(self, divisor: Number, kernel_offset: Number) -> Finisher:
+        """This finish preceded by a kernel's own ``/ divisor + offset``."""
+        return Finisher(divisor=divisor, kernel_offset=kernel_offset, finish=self)
+
+
+def finish(
+    values: np.ndarray,
+    *,
+    maxval: int | None,
+    value_range: ValueRange = "clip",
+    scale: float = 1.0,
+    offset: float = 0.0,
+    relu: bool = False,
+) -> np.ndarray:
+    """Scale, offset, ReLU, range, round half up and clip to ``0..maxval``.
+
+    Parameters
+    ----------
+    values : ndarray
+        Convolution results (any shape).
+    maxval : int or None
+        255 or 65535 for 8- and 16-bit outputs; None with ``value_range='float'``.
+    value_range : {'clip', 'abs', 'normalize', 'float'}
+        ``float`` returns the float64 values unrounded.
+    scale, offset : float
+        ``values / scale + offset`` first.
+    relu : bool
+        Negative values become 0 before the range step.
+
+    Returns
+    -------
+    ndarray
+        uint8 or uint16 (float64 for ``value_range='float'``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> finish(np.array([-32.0, 32.0]), maxval=255, scale=16, offset=1).tolist()
+    [0, 3]
+    """
+    return Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)(values)
+
+
+@dataclass(frozen=True)
+class Finisher:
+    """The last steps for one kernel's raw sums: ``S / divisor + kernel offset``,
+    then the run's ``Finish``.
+
+    Integer sums take a pure-integer route when it provably gives the bytes
+    the float64 formula gives: an integer divisor d and no offsets or extra
+    scale, where ``floor(S / d + 0.5) == (2S + d) // 2d`` for every ``|S| <
+    2**51`` (a tie is exact in both, and otherwise the float error is far
+    below the 1/2d gap to the next integer).
+
+    >>> import numpy as np
+    >>> f = Finish(maxval=255).after(9, 0)
+    >>> sums = np.array([-5, 4, 5, 13, 2300, 2294])
+    >>> f(sums).tolist() == f(sums.astype(float)).tolist() == [0, 0, 1, 1, 255, 255]
+    True
+    """
+
+    divisor: Number
+    kernel_offset: Number
+    finish: Finish
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.finish.dtype
+
+    def integer_divisor(self) -> int | None:
+        d, f = self.divisor, self.finish
+        plain = self.kernel_offset == 0 and f.scale == 1 and f.offset == 0
+        if not plain or f.value_range not in ("clip", "abs") or float(d) != int(d) or d == 0:
+            return None
+        return int(d)
+
+    def __call__(self, sums: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Finish ``sums`` (which may be changed in place), into ``out`` if given."""
+        divisor = self.integer_divisor()
+        if sums.dtype.kind in "iu" and divisor is not None and self.finish.maxval is not None:
+            finished = self._integer(sums, divisor, self.finish.maxval)
+        else:
+            finished = self.finish(scale_offset(sums, self.divisor, self.kernel_offset))
+        if out is None:
+            return finished.astype(self.dtype, copy=False)
+        np.copyto(out, finished, casting="unsafe")  # values are already within the output's range
+        return out
+
+    def _integer(self, sums: np.ndarray, divisor: int, maxval: int) -> np.ndarray:
+        relu, value_range = self.finish.relu, self.finish.value_range
+        if divisor == 1 and not relu and value_range == "clip" and maxval <= np.iinfo(sums.dtype).max:
+            # The common case (sharpen, emboss): clip the sums where they are.
+            return np.clip(sums, 0, maxval, out=sums)
+        # Signed, with room for the rounding term (2S + d) and a 16-bit maxval.
+        narrow = sums.dtype.itemsize <= 2 and abs(divisor) < 2**14
+        wide = sums.astype(np.int32 if narrow else np.int64)
+        if divisor < 0:  # S / -d == -S / d
+            np.negative(wide, out=wide)
+            divisor = -divisor
+        if relu:
+            np.maximum(wide, 0, out=wide)
+        if value_range == "abs":
+            np.abs(wide, out=wide)
+        if divisor != 1:
+            if divisor & (divisor - 1) == 0:  # a power of two: add half, shift (floors)
+                np.add(wide, divisor >> 1, out=wide)
+                np.right_shift(wide, divisor.bit_length() - 1, out=wide)
+            else:
+                np.multiply(wide, 2, out=wide)
+                np.add(wide, divisor, out=wide)
+                np.floor_divide(wide, 2 * divisor, out=wide)
+        return np.clip(wide, 0, maxval, out=wide)

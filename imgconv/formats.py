@@ -1,0 +1,216 @@
+"""The file formats imgconv writes, one record each, and what follows from them.
+
+Every fact about a format lives in its ``Format`` entry of ``FORMATS``: the
+extensions and ``--format`` names that select it, what it can hold (16-bit,
+alpha, floats, several frames), how matrices are read back and which
+function encodes it.  The command line's help, the ``--format`` check and
+the capacity checks are derived from this table, so a new output format is
+one entry here plus its encoder.  Images are read by Pillow whatever their
+extension; the table's readers are for matrix files.
+
+This module imports nothing heavy: ``--help`` reads it.
+
+>>> by_name('PNG').extensions, format_for('out.JPG').name, format_for('-', fallback='CSV').name
+(('.png',), 'JPEG', 'CSV')
+>>> check_capacity(by_name('JPEG'), is_float=False, depth=8, channels=3, has_alpha=True, target='x.jpg')
+Traceback (most recent call last):
+...
+imgconv.errors.UsageFailure: x.jpg: JPEG cannot hold the alpha channel; write .png, .tif, .webp or .npy
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from imgconv.errors import UsageFailure
+
+STDIO = "-"
+
+Holds = Literal["none", "gray", "all"]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file format and everything imgconv knows about it.
+
+    ``depth16`` and ``floats`` say whether 16-bit and float results fit:
+    ``all`` (any channels), ``gray`` (one channel, no alpha) or ``none``.
+    ``encoder`` is ``module:function`` (imported when a file is written);
+    ``reader`` likewise for matrix formats (None: Pillow decodes it).
+    ``options`` names the ``EncodeOptions`` fields the encoder honours.
+    """
+
+    name: str
+    extensions: tuple[str, ...]
+    names: tuple[str, ...]
+    description: str
+    encoder: str
+    reader: str | None = None
+    matrix: bool = False
+    text: bool = False
+    depth16: Holds = "none"
+    floats: Holds = "none"
+    alpha: bool = False
+    frames: bool = False
+    options: tuple[str, ...] = ()
+
+    @property
+    def extension(self) -> str:
+        return self.extensions[0]
+
+
+_PILLOW = "imgconv.encoders:encode_pillow"
+
+FORMATS: tuple[Format, ...] = (
+    Format(
+        "PNG",
+        (".png",),
+        ("png",),
+        "lossless, 8/16-bit, alpha",
+        "imgconv.encoders:encode_png",
+        depth16="all",
+        alpha=True,
+        options=("png_level",),
+    ),
+    Format("JPEG", (".jpg", ".jpeg"), ("jpeg", "jpg"), "lossy, 8-bit", _PILLOW, options=("quality",)),
+    Format(
+        "TIFF",
+        (".tif", ".tiff"),
+        ("tiff", "tif"),
+        "uncompressed; 16-bit and float gray",
+        _PILLOW,
+        depth16="gray",
+        floats="gray",
+        alpha=True,
+    ),
+    Format("BMP", (".bmp",), ("bmp",), "uncompressed, 8-bit", _PILLOW),
+    Format("WEBP", (".webp",), ("webp",), "lossy, 8-bit, alpha", _PILLOW, alpha=True, options=("quality",)),
+    Format("PPM", (".ppm", ".pgm", ".pnm"), ("ppm", "pnm"), "binary PPM/PGM; 16-bit gray", _PILLOW, depth16="gray"),
+    Format(
+        "NPY",
+        (".npy",),
+        ("npy",),
+        "numpy array, any values",
+        "imgconv.encoders:encode_npy",
+        reader="imgconv.reading:read_npy",
+        matrix=True,
+        depth16="all",
+        floats="all",
+        alpha=True,
+    ),
+    Format(
+        "CSV",
+        (".csv",),
+        ("csv",),
+        "comma-separated matrix",
+        "imgconv.encoders:encode_text",
+        reader="imgconv.reading:read_csv",
+        matrix=True,
+        text=True,
+        depth16="gray",
+        floats="gray",
+    ),
+    Format(
+        "TXT",
+        (".txt",),
+        ("txt",),
+        "space-separated matrix",
+        "imgconv.encoders:encode_text",
+        reader="imgconv.reading:read_txt",
+        matrix=True,
+        text=True,
+        depth16="gray",
+        floats="gray",
+    ),
+)
+
+_BY_NAME = {f.name: f for f in FORMATS}
+_BY_EXTENSION = {ext: f for f in FORMATS for ext in f.extensions}
+_BY_WORD = {word: f for f in FORMATS for word in f.names}
+
+
+def by_name(name: str) -> Format:
+    """The format called ``name`` (``'PNG'``); KeyError if imgconv cannot write it."""
+    return _BY_NAME[name]
+
+
+def writable(name: str | None) -> Format | None:
+    """The format of that name if imgconv writes it (Pillow's ``'GIF'``: None)."""
+    return _BY_NAME.get(name or "")
+
+
+def by_extension(path: str) -> Format | None:
+    """The format a file name's extension selects, or None."""
+    import os
+
+    return _BY_EXTENSION.get(os.path.splitext(path)[1].lower())
+
+
+def format_words() -> str:
+    """The ``--format`` names, for help text: ``png, jpeg, ...``."""
+    return ", ".join(f.names[0] for f in FORMATS)
+
+
+def format_for(target: str, explicit: str | None = None, *, fallback: str | None = None) -> Format:
+    """The output format: ``explicit`` (``--format``), else the extension.
+
+    ``-`` without ``--format`` takes ``fallback`` (the input's format) when
+    imgconv can write it, else PNG.
+    """
+    if explicit:
+        try:
+            return _BY_WORD[explicit.lower()]
+        except KeyError:
+            raise UsageFailure(
+                f"unknown format '{explicit}' (choose from {', '.join(sorted(_BY_WORD))})", subject="--format"
+            ) from None
+    if target == STDIO:
+        return writable(fallback) or by_name("PNG")
+    found = by_extension(target)
+    if found is None:
+        import os
+
+        suffix = os.path.splitext(target)[1].lower()
+        known = " ".join(sorted(_BY_EXTENSION))
+        raise UsageFailure(
+            f"unknown output extension '{suffix or '(none)'}' (known: {known}; or give --format)", subject=target
+        )
+    return found
+
+
+def _listing(formats: list[Format], *, last: str = "or") -> str:
+    """``.png, .tif, .webp or .npy``."""
+    names = [f.extension for f in formats]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def check_capacity(
+    fmt: Format, *, is_float: bool, depth: int | None, channels: int, has_alpha: bool, target: str
+) -> None:
+    """Refuse a format that cannot hold the result (a usage error)."""
+    gray = channels == 1 and not has_alpha
+    if is_float and fmt.floats == "none":
+        anywhere = [f for f in FORMATS if f.floats != "none" and f.matrix]
+        one_channel = [f for f in FORMATS if f.floats == "gray" and not f.matrix]
+        where = f"{', '.join(f.extension for f in anywhere)} or a one-channel {_listing(one_channel)}"
+        raise UsageFailure(f"{fmt.name} cannot hold --range float values; write {where}", subject=target)
+    if is_float and fmt.floats == "gray" and not gray and not fmt.text:
+        raise UsageFailure(f"a float {fmt.name} holds one channel only; write .npy for colour", subject=target)
+    if depth == 16 and fmt.depth16 == "none":
+        able = [f for f in FORMATS if f.depth16 != "none" and not f.text]
+        raise UsageFailure(
+            f"{fmt.name} cannot hold 16-bit values; write {_listing(able)}, or give --depth 8", subject=target
+        )
+    if depth == 16 and fmt.depth16 == "gray" and not gray and not fmt.text:
+        raise UsageFailure(
+            f"16-bit {fmt.name} output is written for grayscale only; write .npy, or give --depth 8", subject=target
+        )
+    if has_alpha and not fmt.alpha:
+        able = [f for f in FORMATS if f.alpha]
+        raise UsageFailure(f"{fmt.name} cannot hold the alpha channel; write {_listing(able)}", subject=target)
+    if fmt.text and not gray:
+        raise UsageFailure(
+            f"{fmt.name} holds a 2-D matrix; this result has {channels + has_alpha} channels, write .npy",
+            subject=target,
+        )

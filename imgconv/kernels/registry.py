@@ -1,0 +1,319 @@
+"""The kernel registry: the built-in YAML file, user registries, and a cache.
+
+A registry document is ``kernels:`` holding a list of entries (name,
+description, values, scale, offset, source).  YAML is read with the safe
+loader; the parsed built-in registry is kept as JSON in the user's cache
+folder so that listing kernels does not import PyYAML.
+
+>>> reg = load_registry()
+>>> reg.get('sharpen').values[1]
+(Fraction(-1, 1), Fraction(5, 1), Fraction(-1, 1))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from imgconv.errors import KernelError, RegistryError
+from imgconv.kernels.grammar import NAME_RE, parse_number, parse_values
+from imgconv.kernels.model import Kernel, Number
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ENV_REGISTRY = "IMGCONV_KERNELS"
+
+
+@dataclass
+class Registry:
+    """Named kernels; later sources override earlier ones."""
+
+    kernels: dict[str, Kernel] = field(default_factory=dict)
+
+    def get(self, name: str) -> Kernel:
+        try:
+            return self.kernels[name]
+        except KeyError:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(self.kernels), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KernelError(
+                f"unknown kernel '{name}'{hint} ('imgconv kernels list' shows them all)",
+            ) from None
+
+    def __iter__(self) -> Iterator[Kernel]:
+        return iter(self.kernels.values())
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+
+_ENTRY_FIELDS = {"name", "description", "values", "scale", "offset", "source"}
+
+
+def _line_loader() -> type:
+    """A SafeLoader that remembers the line of every mapping (for messages)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            mapping = super().construct_mapping(node, deep=deep)
+            mapping["__line__"] = node.start_mark.line + 1
+            return mapping  # type: ignore[no-any-return]
+
+    return Loader
+
+
+def safe_load(text: str, where: str) -> Any:
+    """Parse YAML with the safe loader; errors name ``where`` and the line."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_line_loader())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f", line {mark.line + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "could not determine a constructor" in str(exc):
+            problem = f"{problem} (tags are not allowed: values must be plain data)"
+        raise RegistryError(problem, subject=f"{where}{line}") from None
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"invalid YAML: {exc}", subject=where) from None
+
+
+def _number_field(entry: Mapping[str, Any], key: str, default: Number, subject: str) -> Number:
+    value = entry.get(key, default)
+    if isinstance(value, str):
+        return parse_number(value, where=f"{subject}: {key}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
+        raise KernelError(f"'{key}' must be a number, got {type(value).__name__}", subject=subject)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise KernelError(f"'{key}' is not finite", subject=subject)
+    return _float_as_written(value)
+
+
+def _float_as_written(value: float | Fraction) -> Number:
+    """YAML gives 0.25 as a float; keep decimals exact as they were written."""
+    if isinstance(value, float):
+        return Fraction(repr(value)) if math.isfinite(value) else value
+    return Fraction(value)
+
+
+def entry_to_kernel(entry: Mapping[str, Any], *, origin: str, subject: str) -> Kernel:
+    """One registry entry (a mapping) as a Kernel; errors name the line."""
+    line = entry.get("__line__")
+    where = f"{subject}, line {line}" if line else subject
+    unknown = set(entry) - _ENTRY_FIELDS - {"__line__"}
+    if unknown:
+        raise RegistryError(
+            f"unknown field(s) {', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(sorted(_ENTRY_FIELDS))})",
+            subject=where,
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise RegistryError("'name' is missing or not a plain name (letters, digits, '-', '_', '.')", subject=where)
+    where = f"{where}: kernel '{name}'"
+    values = entry.get("values")
+    if values is None:
+        raise RegistryError("'values' is missing", subject=where)
+    rows: tuple[tuple[Number, ...], ...]
+    if isinstance(values, str):
+        rows = parse_values(values, subject=where)
+    elif isinstance(values, list) and values and all(isinstance(r, list) for r in values):
+        rows = tuple(tuple(_value(v, where) for v in r) for r in values)
+    elif isinstance(values, list) and values and not any(isinstance(r, (list, dict)) for r in values):
+        flat = [_value(v, where) for v in values]
+        side = math.isqrt(len(flat))
+        if side * side != len(flat):
+            raise RegistryError(f"a flat list of {len(flat)} values is not square; write rows", subject=where)
+        rows = tuple(tuple(flat[i * side : (i + 1) * side]) for i in range(side))
+    else:
+        raise RegistryError("'values' must be a list of rows of numbers", subject=where)
+    for key in ("description", "source"):
+        if key in entry and not isinstance(entry[key], str):
+            raise RegistryError(f"'{key}' must be text", subject=where)
+    try:
+        return Kernel(
+            name,
+            rows,
+            scale=_number_field(entry, "scale", Fraction(1), where),
+            offset=_number_field(entry, "offset", Fraction(0), where),
+            description=entry.get("description", ""),
+            source=entry.get("source", ""),
+            origin=origin,
+        )
+    except KernelError as exc:
+        raise RegistryError(exc.cause, subject=where) from None
+
+
+def _value(value: Any, where: str) -> Number:
+    if isinstance(value, str):
+        return parse_number(value, where=where)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RegistryError(f"{value!r} is not a number", subject=where)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RegistryError(f"non-finite value {value}", subject=where)
+    return _float_as_written(value)
+
+
+def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
+    """Parse one registry document: ``kernels:`` holding a list of entries."""
+    data = safe_load(text, origin)
+    entries = data["kernels"] if isinstance(data, dict) and "kernels" in data else data
+    if not isinstance(entries, list):
+        raise RegistryError("expected a list of kernels under 'kernels:'", subject=origin)
+    found: dict[str, Kernel] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise RegistryError("each kernel must be a mapping with name and values", subject=origin)
+        try:
+            kernel = entry_to_kernel(entry, origin=origin, subject=origin)
+        except RegistryError:
+            raise
+        except KernelError as exc:
+            raise RegistryError(str(exc)) from None
+        if kernel.name in found:
+            raise RegistryError(
+                f"kernel '{kernel.name}' is defined twice", subject=f"{origin}, line {entry.get('__line__')}"
+            )
+        found[kernel.name] = kernel
+    return found
+
+
+def builtin_registry_text() -> str:
+    # The YAML file sits beside this module (package data).
+    with open(os.path.join(os.path.dirname(__file__), "kernels.yaml"), encoding="utf-8") as stream:
+        return stream.read()
+
+
+def builtin_kernels() -> dict[str, Kernel]:
+    """The built-in registry, parsed once per version of ``kernels.yaml``.
+
+    Importing PyYAML and parsing the file is a third of ``imgconv kernels
+    list``'s run, so the parsed kernels are kept as JSON in the user's cache
+    folder, keyed by a checksum of the YAML text: an edited registry is
+    parsed again, and a missing, stale or unwritable cache only costs time.
+    """
+    import zlib
+
+    text = builtin_registry_text()
+    cache = os.path.join(_cache_folder(), f"kernels-{zlib.crc32(text.encode('utf-8')):08x}.json")
+    try:
+        with open(cache, encoding="utf-8") as stream:
+            return _kernels_from_json(stream.read())
+    except (OSError, ValueError, KeyError, TypeError, KernelError):
+        pass
+    kernels = parse_registry(text, origin="built-in")
+    _store(cache, _kernels_to_json(kernels))
+    return kernels
+
+
+def _cache_folder() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "imgconv")
+
+
+def _kernels_to_json(kernels: dict[str, Kernel]) -> str:
+    import json
+
+    def number(value: Number) -> str | float:  # exact values as "a/b" text, floats as JSON numbers
+        return str(value) if isinstance(value, Fraction) else value
+
+    return json.dumps(
+        [
+            {
+                "name": k.name,
+                "values": [[number(v) for v in row] for row in k.values],
+                "scale": number(k.scale),
+                "offset": number(k.offset),
+                "description": k.description,
+                "source": k.source,
+            }
+            for k in kernels.values()
+        ]
+    )
+
+
+def _kernels_from_json(text: str) -> dict[str, Kernel]:
+    import json
+
+    def number(value: str | float) -> Number:
+        return Fraction(value) if isinstance(value, str) else float(value)
+
+    kernels = {}
+    for entry in json.loads(text):
+        kernels[entry["name"]] = Kernel(
+            entry["name"],
+            tuple(tuple(number(v) for v in row) for row in entry["values"]),
+            scale=number(entry["scale"]),
+            offset=number(entry["offset"]),
+            description=entry["description"],
+            source=entry["source"],
+            origin="built-in",
+        )
+    return kernels
+
+
+def _store(path: str, text: str) -> None:
+    """Write the cache atomically; any failure just leaves it unwritten."""
+    folder = os.path.dirname(path)
+    temp = f"{path}.{os.getpid()}.part"
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(temp, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp, path)
+    except OSError:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+
+
+def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The user's registry files: ``IMGCONV_KERNELS`` first, then ``extra``."""
+    from pathlib import Path
+
+    from_env = [Path(p) for p in os.environ.get(ENV_REGISTRY, "").split(os.pathsep) if p]
+    return [*from_env, *(Path(p) for p in extra)]
+
+
+def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:
+    """The built-in kernels, then ``IMGCONV_KERNELS``, then ``extra`` files.
+
+    Parameters
+    ----------
+    extra : iterable of paths
+        Registry files read after the others; their names override.
+
+    Returns
+    -------
+    Registry
+
+    Examples
+    --------
+    >>> load_registry().get('sharpn')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.KernelError: unknown kernel 'sharpn'; did you mean 'sharpen', 'unsharp5'? ('imgconv kernels list' shows them all)
+    """
+    kernels = builtin_kernels()
+    for path in registry_paths(extra):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RegistryError("no such file", subject=f"registry {path}") from None
+        except IsADirectoryError:
+            raise RegistryError("is a directory", subject=f"registry {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryError(getattr(exc, "strerror", None) or str(exc), subject=f"registry {path}") from None
+        kernels.update(parse_registry(text, origin=str(path)))
+    return Registry(kernels)

@@ -1,0 +1,307 @@
+"""The convolution pipeline: a plan executed over planes, strip by strip.
+
+One meaning, stated once (the README has the long form):
+
+* orientation: true convolution, exactly ``scipy.signal.convolve`` (the
+  kernel rotated 180 degrees); ``correlate=True`` applies it as written;
+* geometry: ``same`` / ``full`` / ``valid`` as ``scipy.signal.convolve``;
+* border: padding by the border rule (``imgconv.padding``), so every
+  backend only computes a valid correlation;
+* arithmetic: float64 or exact integers; each kernel's own ``/ scale +
+  offset`` at its step; nothing rounded or clipped between kernels;
+* finish: ``imgconv.finishing``, once, at the end.
+
+Every step runs the same way: the output is cut into row strips, each strip
+is padded from index maps, correlated on the backend and finished (the last
+step's ``Finisher``, or ``/ divisor + offset`` to float64 between steps)
+while it is in the CPU cache, on all cores.  ``normalize`` needs the whole
+result's range, so it finishes after the last step instead.
+
+>>> import numpy as np
+>>> from imgconv.kernels import parse_spec
+>>> a = np.array([[255, 7, 3], [212, 240, 4], [218, 216, 230]])
+>>> convolve(a, [parse_spec('1,-1;-1,1')], geometry='full').astype(int).tolist()
+[[255, -248, -4, -3], [-43, 276, -232, -1], [6, -30, 250, -226], [-218, 2, -14, 230]]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgconv.choices import AUTO, Border, Geometry, ValueRange
+from imgconv.errors import ParameterError
+from imgconv.finishing import Finish, Finisher, scale_offset
+from imgconv.kernels import Kernel, Number
+from imgconv.padding import gather, longest_run, pad_index
+from imgconv.plan import FilterOptions, FilterPlan
+
+if TYPE_CHECKING:
+    from imgconv.backends import Backend
+    from imgconv.kernels import Registry
+
+#: Output elements per strip: small enough that a strip's sums and
+#: temporaries stay in the CPU cache.
+STRIP_ELEMENTS = 1 << 17
+
+
+def integer_valued(planes: np.ndarray) -> bool:
+    """True for integer arrays and float arrays holding only whole numbers."""
+    return bool(np.issubdtype(planes.dtype, np.integer) or np.array_equal(planes, np.floor(planes)))
+
+
+def run(planes: np.ndarray, plan: FilterPlan, finish: Finish, *, subject: str | None = None) -> np.ndarray:
+    """Every kernel step of ``plan`` over H x W x C ``planes``, then ``finish``.
+
+    The result has ``finish.dtype``; its shape is ``plan.output_shape``.
+    """
+    plan.check_fits(planes.shape[:2], subject=subject)
+    engine = plan.engine(integer_input=integer_valued(planes))
+    values = planes
+    for index, kernel in enumerate(plan.applied):
+        divisor, offset = kernel.integer_form()[1], kernel.offset
+        if index == len(plan.applied) - 1 and finish.elementwise:
+            return run_step(values, kernel, plan, engine, finish.after(divisor, offset))
+        values = run_step(values, kernel, plan, engine, _ScaleOffset(divisor, offset))
+    return finish(values)
+
+
+class _ScaleOffset:
+    """Between steps: ``sums / divisor + offset`` as float64, nothing rounded."""
+
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, divisor: Number, offset: Number) -> None:
+        self.divisor, self.offset = divisor, offset
+
+    def __call__(self, sums: np.ndarray, out: np.ndarray) -> np.ndarray:
+        out[...] = scale_offset(sums, self.divisor, self.offset)
+        return out
+
+
+def run_step(
+    planes: np.ndarray,
+    kernel: Kernel,
+    plan: FilterPlan,
+    engine: Backend,
+    finisher: Finisher | _ScaleOffset,
+) -> np.ndarray:
+    """One kernel step: pad, correlate and finish strip by strip into one array."""
+    geometry, border = plan.options.geometry, plan.options.border
+    kh, kw = kernel.shape
+    row_map = pad_index(planes.shape[0], kh, geometry=geometry, border=border)
+    column_map = pad_index(planes.shape[1], kw, geometry=geometry, border=border)
+    height, width = len(row_map) - kh + 1, len(column_map) - kw + 1
+    workers = thread_count()
+    # Several threads want fewer, larger strips (less handing over per strip).
+    elements = STRIP_ELEMENTS * (4 if workers > 1 else 1)
+    rows = max(1, elements // max(1, width * planes.shape[2]), 2 * kh)
+    column_run = longest_run(column_map)
+    out = np.empty((height, width, planes.shape[2]), dtype=finisher.dtype)
+
+    def fill(top: int) -> None:
+        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map, column_run)
+        finisher(engine.correlate_valid(strip, kernel), out=out[top : top + rows])
+
+    _each(fill, range(0, height, rows), workers)
+    return out
+
+
+def _each(work: Callable[[int], None], items: range, workers: int) -> None:
+    workers = min(workers, len(items))
+    if workers > 1:
+        # numpy releases the GIL inside its loops, so strips run on every core.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, items))
+    else:
+        for item in items:
+            work(item)
+
+
+def thread_count() -> int:
+    """Threads for the strips: ``IMGCONV_THREADS``, else the number of CPUs."""
+    text = os.environ.get("IMGCONV_THREADS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else (os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------
+# The library's one-call functions
+
+
+KernelLike = str | Kernel
+
+
+def _kernels(kernels: KernelLike | Sequence[KernelLike], registry: Registry | None) -> list[Kernel]:
+    """Names, specs and Kernels as Kernels (one registry load for all names)."""
+    from imgconv.kernels import load_registry, parse_spec
+
+    items = [kernels] if isinstance(kernels, (str, Kernel)) else list(kernels)
+    if not items:
+        raise ParameterError("give at least one kernel", parameter="kernels")
+    if any(isinstance(k, str) for k in items) and registry is None:
+        registry = load_registry()
+    result = []
+    for item in items:
+        if isinstance(item, Kernel):
+            result.append(item)
+        elif isinstance(item, str):
+            result.append(parse_spec(item, registry))
+        else:
+            raise ParameterError(
+                f"expected a kernel name, spec or Kernel, got {type(item).__name__}", parameter="kernels"
+            )
+    return result
+
+
+def _planes(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``image`` as H x W x C planes, and whether it was 2-D."""
+    planes = np.asarray(image)
+    if planes.dtype.kind not in "biuf":
+        raise ParameterError(f"expected real numbers, got dtype {planes.dtype}", parameter="image")
+    if planes.ndim == 2:
+        return planes[:, :, np.newaxis], True
+    if planes.ndim != 3 or 0 in planes.shape:
+        raise ParameterError(f"expected an H x W or H x W x C array, got shape {planes.shape}", parameter="image")
+    return planes, False
+
+
+def convolve(
+    image: np.ndarray,
+    kernels: KernelLike | Sequence[KernelLike],
+    *,
+    geometry: Geometry = "same",
+    border: Border = "zero",
+    correlate: bool = False,
+    backend: str = AUTO,
+    registry: Registry | None = None,
+) -> np.ndarray:
+    """Apply ``kernels`` in order; float64 result, nothing rounded or clipped.
+
+    Parameters
+    ----------
+    image : ndarray
+        H x W or H x W x C; each channel is filtered on its own with the
+        same kernels.
+    kernels : str, Kernel, or a sequence of them
+        Registry names, specs (``'1,-1;-1,1'``, ``'gaussian:sigma=2'``) or
+        Kernels, applied in order; each kernel's own scale and offset
+        apply at its step.
+    geometry, border, correlate, backend
+        As ``FilterOptions``.
+    registry : Registry, optional
+        Where names are looked up (the built-in registry by default).
+
+    Returns
+    -------
+    ndarray
+        float64, the shape ``scipy.signal.convolve`` gives for ``geometry``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> impulse = np.zeros((3, 3)); impulse[1, 1] = 1
+    >>> convolve(impulse, '1,2,3;4,5,6;7,8,9').astype(int).tolist()
+    [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    >>> convolve(impulse, '1,2,3;4,5,6;7,8,9', correlate=True).astype(int).tolist()
+    [[9, 8, 7], [6, 5, 4], [3, 2, 1]]
+    """
+    planes, flat = _planes(image)
+    options = FilterOptions(geometry=geometry, border=border, correlate=correlate, backend=backend)
+    plan = FilterPlan.make(_kernels(kernels, registry), options, integer_input=None)
+    result = run(planes, plan, Finish(maxval=None, value_range="float"))
+    return result[:, :, 0] if flat else result
+
+
+def filter_image(
+    image: np.ndarray,
+    kernels: KernelLike | Sequence[KernelLike],
+    *,
+    geometry: Geometry = "same",
+    border: Border = "zero",
+    correlate: bool = False,
+    backend: str = AUTO,
+    scale: float = 1.0,
+    offset: float = 0.0,
+    relu: bool = False,
+    value_range: ValueRange | None = None,
+    dtype: np.dtype | type | str | None = None,
+    registry: Registry | None = None,
+) -> np.ndarray:
+    """Filter an image as ``imgconv apply`` does: convolve, then finish.
+
+    Parameters
+    ----------
+    image : ndarray
+        H x W (gray) or H x W x C (one plane per channel).
+    kernels : str, Kernel, or a sequence of them
+        Registry names, specs or Kernels, applied in order.
+    geometry, border, correlate, backend, scale, offset, relu
+        As ``FilterOptions`` and the command line's options of those names.
+    value_range : {'clip', 'abs', 'normalize', 'float'}, optional
+        Default: ``'clip'`` for integer output, ``'float'`` for float output.
+    dtype : {uint8, uint16, float64}, optional
+        The output type; by default the input's (uint8 in, uint8 out; uint16
+        in, uint16 out; float in, float64 out; other integers give float64).
+    registry : Registry, optional
+        Where names are looked up (the built-in registry by default).
+
+    Returns
+    -------
+    ndarray
+        Rounded half up and clipped to 0..255 or 0..65535, or float64.
+
+    Raises
+    ------
+    ValueError
+        ``imgconv.errors.UsageFailure`` naming the bad parameter or kernel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> filter_image(np.full((3, 3), 100, np.uint8), 'sharpen').tolist()
+    [[255, 200, 255], [200, 100, 200], [255, 200, 255]]
+    >>> filter_image(np.full((4, 4), 1000, np.uint16), 'box:3').tolist()[1]
+    [667, 1000, 1000, 667]
+    >>> filter_image(np.eye(3), ['gaussian3', 'edge3'], border='reflect').round(4).tolist()[0]
+    [1.5, -0.1875, -1.3125]
+    """
+    planes, flat = _planes(image)
+    out_type = _output_dtype(planes.dtype, dtype)
+    if value_range is None:
+        value_range = "float" if out_type.kind == "f" else "clip"
+    if out_type.kind == "f" and value_range != "float":
+        raise ParameterError(f"a float output takes value_range='float', got '{value_range}'", parameter="value_range")
+    if out_type.kind != "f" and value_range == "float":
+        raise ParameterError(f"value_range='float' needs a float dtype, got {out_type}", parameter="dtype")
+    options = FilterOptions(
+        geometry=geometry,
+        border=border,
+        correlate=correlate,
+        backend=backend,
+        scale=scale,
+        offset=offset,
+        relu=relu,
+        value_range=value_range,
+    )
+    plan = FilterPlan.make(_kernels(kernels, registry), options, integer_input=None)
+    maxval = None if out_type.kind == "f" else int(np.iinfo(out_type).max)
+    finish = Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)
+    result = run(planes, plan, finish)
+    return result[:, :, 0] if flat else result
+
+
+def _output_dtype(source: np.dtype, wanted: np.dtype | type | str | None) -> np.dtype:
+    if wanted is None:
+        return source if source in (np.dtype(np.uint8), np.dtype(np.uint16)) else np.dtype(np.float64)
+    try:
+        out = np.dtype(wanted)
+    except TypeError:
+        raise ParameterError(f"'{wanted}' is not a numpy dtype", parameter="dtype") from None
+    if out not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)):
+        raise ParameterError(f"the output is uint8, uint16 or float64, not {out}", parameter="dtype")
+    return out

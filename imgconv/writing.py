@@ -1,0 +1,148 @@
+"""Writing pictures: atomically into files, or to stdout.
+
+Every output is written atomically: encoded straight into a temporary file
+in the target folder, then renamed over the target, so a failed run never
+leaves a partial file behind.  Binary data is never sent to a terminal.
+
+>>> import numpy as np, tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), 'm.csv')
+>>> write_picture(Picture(np.array([[1.5, -2.0]])[:, :, None], None, 'CSV', None), path)
+>>> open(path).read()
+'1.5,-2\\n'
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from imgconv.encoders import EncodeOptions, Writer
+from imgconv.errors import OutputError, UsageFailure
+from imgconv.formats import STDIO, Format, check_capacity, format_for
+from imgconv.picture import Picture
+
+
+def encoder_for(
+    picture: Picture, fmt: Format, *, options: EncodeOptions | None = None, target: str = "output"
+) -> Writer:
+    """Check that ``fmt`` can hold ``picture``, then return what writes it to a stream."""
+    data = picture.data
+    check_capacity(
+        fmt,
+        is_float=data.dtype.kind == "f",
+        depth=16 if data.dtype == np.uint16 else None,
+        channels=data.shape[2],
+        has_alpha=picture.alpha is not None,
+        target=target,
+    )
+    module, function = fmt.encoder.split(":")
+    make: Callable[..., Writer] = getattr(importlib.import_module(module), function)
+    return make(picture, fmt, options or EncodeOptions(), target)
+
+
+def encode_picture(
+    picture: Picture, fmt: Format | str, *, options: EncodeOptions | None = None, target: str = "output"
+) -> bytes:
+    """Encode to bytes in ``fmt`` (a Format or its name); deterministic for equal input."""
+    from imgconv.formats import by_name
+
+    buffer = io.BytesIO()
+    encoder_for(picture, by_name(fmt) if isinstance(fmt, str) else fmt, options=options, target=target)(buffer)
+    return buffer.getvalue()
+
+
+def write_picture(
+    picture: Picture,
+    target: str | os.PathLike[str],
+    *,
+    fmt: Format | str | None = None,
+    options: EncodeOptions | None = None,
+) -> None:
+    """Encode and write ``picture``; ``-`` writes stdout.
+
+    Parameters
+    ----------
+    picture : Picture
+    target : path or '-'
+    fmt : Format or str, optional
+        A ``--format`` word or Format; by default from the extension.
+    options : EncodeOptions
+    """
+    name = os.fspath(target)
+    chosen = fmt if isinstance(fmt, Format) else format_for(name, fmt)
+    encode = encoder_for(picture, chosen, options=options, target=name)
+    if name == STDIO:
+        buffer = io.BytesIO()
+        encode(buffer)
+        write_stdout(buffer.getvalue(), text=chosen.text)
+    else:
+        write_atomic(Path(name), encode)
+
+
+def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) -> None:
+    """Write to stdout; binary data is never sent to a terminal."""
+    stream = stream or sys.stdout.buffer
+    if not text and stream.isatty():
+        raise UsageFailure("refusing to write binary image data to a terminal; redirect it or give a file", subject="-")
+    view = memoryview(payload)
+    try:
+        # A raw or non-blocking stream may take only part: a cut image must not pass for success.
+        while view:
+            written = stream.write(view)
+            if not written:
+                raise OutputError("stdout took no more data; the output is incomplete", subject="-")
+            view = view[written:]
+        stream.flush()
+    except BrokenPipeError:
+        raise OutputError("the reader closed the pipe before the whole output was written", subject="-") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def write_atomic(path: Path, payload: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``payload`` (bytes, or a function writing to a stream) to ``path``
+    via a temporary file in the same folder and a rename."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        cause = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
+        raise OutputError(f"cannot create folder {folder}: {cause}", subject=str(path)) from None
+    if path.is_dir():
+        raise OutputError("is a directory", subject=str(path))
+    try:
+        handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if callable(payload):
+                payload(stream)
+            else:
+                stream.write(payload)
+        os.chmod(temp_name, 0o666 & ~_UMASK)
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        try:
+            os.unlink(temp_name)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
+        raise
