@@ -11,12 +11,10 @@ from imgconv import backends
 from imgconv.choices import (
     AUTO,
     BORDERS,
-    COLORS,
     DISPLAYS,
     GEOMETRIES,
     PADDINGS,
     POOL_OPS,
-    RANGES,
     Border,
     Color,
     Display,
@@ -25,7 +23,17 @@ from imgconv.choices import (
     PoolOp,
     ValueRange,
 )
-from imgconv.cli.options import WINDOW, F, FileArguments, file_options, load_kernels, registry_option, stack
+from imgconv.cli.options import (
+    WINDOW,
+    F,
+    FileArguments,
+    color_option,
+    file_options,
+    load_kernels,
+    range_option,
+    registry_option,
+    stack,
+)
 from imgconv.cli.report import reported
 from imgconv.kernels import Kernel, Registry
 
@@ -64,21 +72,9 @@ from imgconv.kernels import Kernel, Registry
 )
 @click.option("--scale", type=float, default=1.0, show_default=True, help="Divide the final result by this.")
 @click.option("--offset", type=float, default=0.0, show_default=True, help="Add this to the final result.")
-@click.option(
-    "--range",
-    "value_range",
-    type=click.Choice(RANGES),
-    default=None,
-    help="How results map to output values [default: clip for images, float for matrices].",
-)
+@range_option
 @click.option("--relu", is_flag=True, help="Set negative results to 0 before the range step.")
-@click.option(
-    "--color",
-    type=click.Choice(COLORS),
-    default="auto",
-    show_default=True,
-    help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma.",
-)
+@color_option
 @click.option(
     "--backend",
     type=click.Choice((AUTO, *backends.names())),
@@ -160,20 +156,8 @@ def pool_options(function: F) -> F:
                 show_default=True,
                 help="Keras's padding: valid keeps whole windows; same gives ceil(n / stride), ignoring cells outside.",
             ),
-            click.option(
-                "--range",
-                "value_range",
-                type=click.Choice(RANGES),
-                default=None,
-                help="How results map to output values [default: clip for images, float for matrices].",
-            ),
-            click.option(
-                "--color",
-                type=click.Choice(COLORS),
-                default="auto",
-                show_default=True,
-                help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma.",
-            ),
+            range_option,
+            color_option,
             file_options,
         ],
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from imgconv.choices import COLORS, RANGES
 from imgconv.cli.report import CommandReporter, reported
 from imgconv.formats import format_words
 from imgconv.kernels import Kernel
@@ -28,6 +29,23 @@ def registry_option(function: F) -> F:
         metavar="FILE",
         help="Extra YAML kernel registry (repeatable); adds to and overrides the built-in names.",
     )(function)
+
+
+range_option = click.option(
+    "--range",
+    "value_range",
+    type=click.Choice(RANGES),
+    default=None,
+    help="How results map to output values [default: clip for images, float for matrices].",
+)
+
+color_option = click.option(
+    "--color",
+    type=click.Choice(COLORS),
+    default="auto",
+    show_default=True,
+    help="auto keeps gray as gray and colour as colour; gray uses ITU-R 601-2 luma.",
+)
 
 
 def load_kernels(specs: Sequence[str], registries: Sequence[str]) -> list[Kernel]:
