@@ -14,7 +14,12 @@ and loads numpy, scipy and Pillow only when a function needs them.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+# typing costs the thin client of the resident server ~10 ms (it pulls in
+# re); the annotations below are strings, so the import is for checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 
