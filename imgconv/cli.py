@@ -504,6 +504,12 @@ def backends_command() -> None:
         click.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[3]]).rstrip())
 
 
+# The resident server's commands live with the server (imgconv/server/); they import only click.
+from imgconv.server.commands import server as _server_commands  # noqa: E402
+
+cli.add_command(_server_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: run the group, map Ctrl-C and SIGTERM to exit 130."""
     import signal
