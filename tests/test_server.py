@@ -408,6 +408,21 @@ def test_progress_bar_on_a_terminal(server, env, workspace, tmp_path):
         assert b"\x1b[" in terminal  # rich drew (and cleared) its progress bar on the terminal
 
 
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) to give the call a controlling terminal")
+def test_a_background_job_on_a_terminal_runs_in_process(server, env):
+    """Job control stops a background job that uses its terminal; a served call would escape that."""
+    command = f"{shlex.quote(str(SCRIPT))} --version"
+    line = f"set -m; {command} & wait; {command}"  # -m: the first is a background job in its own group
+    before = server.status()["served"]
+    done = subprocess.run(["script", "-qec", f"sh -c {shlex.quote(line)}", "/dev/null"], capture_output=True,
+                          env={**env, "IMGCONV_SERVER": "auto", "IMGCONV_SERVER_DEBUG": "1"}, timeout=120)
+    output = done.stdout.replace(b"\r\n", b"\n")
+    assert done.returncode == 0, output
+    assert output.count(b"imgconv, version") == 2
+    assert output.count(b"a terminal this job does not own") == 1  # the background one, and only it
+    assert server.status()["served"] == before + 1  # the foreground one
+
+
 # --------------------------------------------------------------------------
 # signals
 
@@ -431,6 +446,25 @@ def test_signal_on_the_client_reaches_the_call(server, env, tmp_path, signum):
     assert (process.returncode, stdout, stderr) == (130, b"", b"\nimgconv: interrupted\n")
     wait_until(lambda: not alive(child), "the call's process to end")
     assert list((tmp_path / "out").iterdir()) == []  # no output, no .part file
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stream:
+        return stream.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
+    (tmp_path / "out").mkdir()
+    args = slow_call(tmp_path)
+    process = subprocess.Popen([str(SCRIPT), *args], cwd=tmp_path, env={**env, "IMGCONV_SERVER": "auto"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
+    process.send_signal(signal.SIGTSTP)
+    wait_until(lambda: _state(process.pid) == "T" and _state(child) == "T", "the client and its call to stop")
+    process.send_signal(signal.SIGCONT)
+    wait_until(lambda: _state(process.pid) != "T" and _state(child) != "T", "both to continue")
+    process.send_signal(signal.SIGINT)
+    assert process.communicate(timeout=60)[1] == b"\nimgconv: interrupted\n" and process.returncode == 130
 
 
 def test_a_killed_client_stops_its_call(server, env, tmp_path):

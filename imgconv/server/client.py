@@ -48,7 +48,8 @@ def run(argv: list[str]) -> int | None:
         return in_process(str(exc))
     request = call_request(argv)
     if request is None:
-        return in_process("a standard stream is closed or the working folder is gone")
+        return in_process("a standard stream is closed or is a terminal this job does not own, "
+                          "or the working folder is gone")
     taken = hand_over(place, request)
     if isinstance(taken, str):
         return in_process(taken)
@@ -70,6 +71,10 @@ def call_request(argv: list[str]) -> dict | None:
         here = os.stat(cwd)
         for fd in (0, 1, 2):
             os.fstat(fd)
+            # A background job's terminal I/O stops it (SIGTTIN, SIGTTOU); the
+            # server's child is in no terminal's process group, so it would not be.
+            if os.isatty(fd) and _foreground_group(fd) not in (None, os.getpgrp()):
+                return None
     except OSError:
         return None  # a deleted working folder or a closed standard stream: in-process says what it says
     streams = []
@@ -100,6 +105,14 @@ def call_request(argv: list[str]) -> dict | None:
     if hasattr(os, "sched_getaffinity"):
         request["affinity"] = sorted(os.sched_getaffinity(0))
     return request
+
+
+def _foreground_group(fd: int) -> int | None:
+    """The terminal's foreground process group; None if it is not this process's controlling terminal."""
+    try:
+        return os.tcgetpgrp(fd)
+    except OSError:
+        return None
 
 
 def hand_over(place: protocol.Place, request: dict):
@@ -160,9 +173,10 @@ def install_forwarding(sock, child: int) -> None:
     if hasattr(_signal, "SIGTSTP") and _signal.getsignal(_signal.SIGTSTP) == _signal.SIG_DFL:
 
         def suspend(signum, frame):
-            # The child is not in this terminal's process group: stop it
-            # by hand, then stop this process the default way.
-            _kill(child, _signal.SIGTSTP)
+            # The child is not in this terminal's process group: stop it by
+            # hand (SIGSTOP: the server's group is orphaned, and the kernel
+            # drops SIGTSTP there), then stop this process the default way.
+            _kill(child, _signal.SIGSTOP)
             _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
             os.kill(os.getpid(), _signal.SIGTSTP)
             _signal.signal(_signal.SIGTSTP, suspend)  # continued: back on duty
