@@ -115,7 +115,7 @@ def _foreground_group(fd: int) -> int | None:
         return None
 
 
-def hand_over(place: protocol.Place, request: dict):
+def hand_over(place: protocol.Place, request: dict) -> "tuple[object, int] | str":
     """(socket, child pid) once the server has taken the call, else why not.
 
     Until "go" is sent nothing has run, so every failure up to here means
@@ -128,16 +128,19 @@ def hand_over(place: protocol.Place, request: dict):
         try:
             sock.connect(place.socket)
         except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
             return start_in_background(place)
         if protocol.peer_uid(sock) != os.geteuid():
+            sock.close()
             return "the socket's server runs as another user"
         protocol.send(sock, request, fds=(0, 1, 2))
         reply, _ = protocol.receive(sock)
         if not reply or reply.get("type") != "accepted":
+            sock.close()
             return f"the server declined: {reply.get('reason')}" if reply else "the server closed the connection"
         child = int(reply["pid"])
         install_forwarding(sock, child)
-        protocol.send(sock, {"type": "go"})
+        protocol.send(sock, {"type": "go"})  # from here on, the call is the server's
         sock.settimeout(None)
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         restore_signals()

@@ -133,11 +133,29 @@ def stop() -> None:
         click.echo("imgconv server: not running")
         return
     deadline = time.monotonic() + STOP_TIMEOUT
-    while not _lock_free(place):  # the server holds the lock until its last call has finished
+    # The server holds the lock until its last call has finished, then exits.
+    while not _lock_free(place) or _running(reply["pid"]):
         if time.monotonic() > deadline:
             raise click.ClickException(f"server: pid {reply['pid']} is still finishing its calls")
-        time.sleep(0.05)
+        time.sleep(0.02)
     click.echo(f"imgconv server: stopped pid {reply['pid']}")
+
+
+def _running(pid: int) -> bool:
+    """True until ``pid`` has exited (a zombie that nobody reaps has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 @server.command()

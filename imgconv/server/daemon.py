@@ -459,10 +459,15 @@ def stamp_paths() -> tuple[list[str], list[str]]:
     """(files, folders) whose state ``install_stamp`` records; listed once, after the preload.
 
     Every file of imgconv's loaded packages (modules, and data such as the
-    registry), the folders of those packages (a module added), every folder
-    on the import path (installing or removing any distribution changes
-    site-packages), the standard library's folder and the interpreter.
+    registry) and those folders (a module added); the folder of every other
+    loaded top-level package (reinstalling one replaces it); the folders on
+    the import path (installing or removing any distribution changes
+    site-packages), except a source checkout holding imgconv, whose own
+    files are already listed and whose other files are not code; the
+    standard library's folder and the interpreter.
     """
+    import site
+
     package = protocol.package_dir()
     loaded = {
         os.path.dirname(module.__file__) for module in list(sys.modules.values())
@@ -472,7 +477,16 @@ def stamp_paths() -> tuple[list[str], list[str]]:
         entry.path for folder in loaded for entry in os.scandir(folder)
         if entry.is_file() and not entry.name.startswith(".")
     )
-    folders = sorted(loaded | {p for p in sys.path if p}) + [os.path.dirname(os.__file__), sys.executable]
+    stdlib = os.path.dirname(os.__file__)
+    packages = {
+        os.path.dirname(module.__file__) for name, module in list(sys.modules.items())
+        if "." not in name and (getattr(module, "__file__", None) or "").endswith("__init__.py")
+        and not module.__file__.startswith(stdlib + os.sep)
+    }
+    checkout = os.path.dirname(package)
+    sites = set(site.getsitepackages()) | {site.getusersitepackages()}
+    path = {p for p in sys.path if p and os.path.isdir(p) and (p != checkout or p in sites)}
+    folders = sorted(loaded | packages | path) + [stdlib, sys.executable]
     return files, folders
 
 
