@@ -284,6 +284,9 @@ def idle_from_env() -> float:
     return value if value >= 0 and value == value and value != float("inf") else protocol.DEFAULT_IDLE
 
 
+#: Bytes of server log kept before a new server starts it afresh.
+LOG_LIMIT = 1 << 20
+
 #: The daemon's first lines: take the client's script folder as sys.path[0]
 #: (the "-c" default, the current folder, must not shadow modules), then run.
 _BOOT = "import sys; sys.path[0] = sys.argv.pop(1); from imgconv.server.daemon import main; main()"
@@ -304,7 +307,11 @@ def spawn(place: protocol.Place, *, idle: float, lock: int, ready: int = -1) -> 
     for fd in inherited:
         os.set_inheritable(fd, True)
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    log = os.open(place.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        keep = os.stat(place.log).st_size < LOG_LIMIT  # the log keeps the history of a few starts, not forever
+    except OSError:
+        keep = True
+    log = os.open(place.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (0 if keep else os.O_TRUNC), 0o600)
     try:
         actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, log, 2)]
         return os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
