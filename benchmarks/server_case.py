@@ -1,7 +1,8 @@
 """Case 6, server: the cost of one call per file, with and without the resident server.
 
-Every row is a whole process (or a whole ``xargs``), and each group's rows
-run back to back in the same run:
+Every row is a whole process (or a whole ``xargs``), and each group's
+subjects run in turn, A B C D A B C D ..., so that a machine whose load
+drifts (other jobs share it) slows them alike:
 
 - one call on a 64x64 PPM and on a 512x512 PNG (sharpen): imgconv through a
   warm server (``IMGCONV_SERVER=auto``), imgconv in-process (no server),
@@ -26,8 +27,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-from harness import HERE, REPO, Group, Row, run, timed
+from harness import HERE, REPO, Group, Row, run
 
 SERVED = "imgconv, warm server"
 IN_PROCESS = "imgconv, no server"
@@ -96,21 +98,50 @@ def _served_count(ctx, env: dict) -> int:
     return int(match.group(1)) if match else -1
 
 
-def _timed_served(ctx, call, env: dict, calls_per_run: int) -> Row:
-    """Time ``call`` and say how many of its imgconv calls the server really served."""
+def interleaved(subjects: list[tuple[str, Callable[[], object]]], settings, repeats: int) -> dict[str, list[float]]:
+    """Wall times of several subjects taken in turn (A B C A B C ...), so that a
+    machine whose load drifts slows every subject alike and their ratios hold.
+
+    Each subject runs once to warm up; it stops repeating, as ``timed`` does,
+    once its samples add up to the budget (after at least 3), and a subject
+    whose warm-up alone exceeds the budget keeps that one run.
+    """
+    samples: dict[str, list[float]] = {name: [] for name, _ in subjects}
+    done = set()
+    for name, call in subjects:
+        start = time.perf_counter()
+        call()
+        first = time.perf_counter() - start
+        if first > settings.budget:
+            samples[name], done = [first], done | {name}
+    for _ in range(repeats):
+        for name, call in subjects:
+            if name in done:
+                continue
+            start = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - start)
+            if sum(samples[name]) > settings.budget and len(samples[name]) >= 3:
+                done.add(name)
+    return samples
+
+
+def _measure(ctx, subjects: list[tuple[str, Callable[[], object]]], env: dict, *, calls_per_run: int,
+             repeats: int) -> list[Row]:
+    """Rows of interleaved subjects; the served one says how many calls the server really served."""
     runs = 0
+    served_call = dict(subjects)[SERVED]
 
     def counted():
         nonlocal runs
         runs += 1
-        call()
+        served_call()
 
     before = _served_count(ctx, env)
-    samples = timed(counted, ctx.settings)
-    served = _served_count(ctx, env) - before
-    expected = calls_per_run * runs  # the warm-up run included
+    samples = interleaved([(n, counted if n == SERVED else c) for n, c in subjects], ctx.settings, repeats)
+    served, expected = _served_count(ctx, env) - before, calls_per_run * runs  # warm-up included
     note = "every call served" if served == expected else f"only {served} of {expected} calls served"
-    return Row(SERVED, samples, note=note)
+    return [Row(name, samples[name], note=note if name == SERVED else "") for name, _ in subjects]
 
 
 def _one_call(ctx, title: str, source: Path, out: Path, env: dict, served_env: dict) -> Group:
@@ -121,18 +152,22 @@ def _one_call(ctx, title: str, source: Path, out: Path, env: dict, served_env: d
     ext = source.suffix
     group = Group("server", title, reference=CONVERT)
     served = [*ctx.imgconv, "apply", "-k", "sharpen", source, out / f"served{ext}"]
-    group.rows.append(_timed_served(ctx, lambda: run(served, env=served_env), env, 1))
     cold = [*ctx.imgconv, "apply", "-k", "sharpen", source, out / f"cold{ext}"]
-    group.rows.append(Row(IN_PROCESS, timed(lambda: run(cold, env=env), ctx.settings)))
     minimal = [sys.executable, HERE / "minimal_filter.py", source, out / f"minimal{ext}"]
-    samples = timed(lambda: run(minimal, env=env), ctx.settings)
+    subjects = [
+        (SERVED, lambda: run(served, env=served_env)),
+        (IN_PROCESS, lambda: run(cold, env=env)),
+        (MINIMAL, lambda: run(minimal, env=env)),
+    ]
+    if ctx.magick is not None:
+        convert = [*ctx.magick.convert, source, "-morphology", "Convolve", SHARPEN_IM, out / f"magick{ext}"]
+        subjects.append((CONVERT, lambda: run(convert, env=env)))
+    # Short runs: as many as the start-up case takes, in turn.
+    group.rows += _measure(ctx, subjects, env, calls_per_run=1, repeats=ctx.settings.startup_runs)
     same = np.array_equal(np.asarray(Image.open(out / f"minimal{ext}")), np.asarray(Image.open(out / f"cold{ext}")))
-    group.rows.append(Row(MINIMAL, samples, note="same pixels as imgconv" if same else "PIXELS DIFFER from imgconv's"))
+    group.row(MINIMAL).note = "same pixels as imgconv" if same else "PIXELS DIFFER from imgconv's"
     if ctx.magick is None:
         group.rows.append(Row(CONVERT, skipped=ctx.magick_missing))
-    else:
-        convert = [*ctx.magick.convert, source, "-morphology", "Convolve", SHARPEN_IM, out / f"magick{ext}"]
-        group.rows.append(Row(CONVERT, timed(lambda: run(convert), ctx.settings)))
     return group
 
 
@@ -150,18 +185,22 @@ def _xargs(ctx, photos: list[Path], out: Path, env: dict, served_env: dict) -> G
             raise RuntimeError(f"xargs {command[0]} failed: {done.stderr.decode()[-500:]}")
 
     apply = [*ctx.imgconv, "apply", "-k", "sharpen", "{}"]
-    group.rows.append(_timed_served(ctx, lambda: xargs(apply, out / "xargs-served", served_env), env, len(photos)))
-    group.rows.append(Row(IN_PROCESS, timed(lambda: xargs(apply, out / "xargs-cold", env), ctx.settings)))
+    subjects = [
+        (SERVED, lambda: xargs(apply, out / "xargs-served", served_env)),
+        (IN_PROCESS, lambda: xargs(apply, out / "xargs-cold", env)),
+    ]
+    if ctx.magick is not None:
+        convert = [*ctx.magick.convert, "{}", "-morphology", "Convolve", SHARPEN_IM]
+        # ImageMagick runs OpenMP threads on every core in each process; eight
+        # processes on a small machine then compete.  The last row shows it single-threaded.
+        single = {**env, "MAGICK_THREAD_LIMIT": "1"}
+        subjects += [
+            (CONVERT, lambda: xargs(convert, out / "xargs-magick", env)),
+            (f"{CONVERT}, MAGICK_THREAD_LIMIT=1", lambda: xargs(convert, out / "xargs-magick1", single)),
+        ]
+    group.rows += _measure(ctx, subjects, env, calls_per_run=len(photos), repeats=ctx.settings.repeats)
     if ctx.magick is None:
         group.rows.append(Row(CONVERT, skipped=ctx.magick_missing))
-    else:
-        convert = [*ctx.magick.convert, "{}", "-morphology", "Convolve", SHARPEN_IM]
-        group.rows.append(Row(CONVERT, timed(lambda: xargs(convert, out / "xargs-magick", env), ctx.settings)))
-        # ImageMagick runs OpenMP threads on every core in each process; eight
-        # processes on a small machine then compete.  This row shows it single-threaded.
-        single = {**env, "MAGICK_THREAD_LIMIT": "1"}
-        group.rows.append(Row(f"{CONVERT}, MAGICK_THREAD_LIMIT=1",
-                              timed(lambda: xargs(convert, out / "xargs-magick1", single), ctx.settings)))
     return group
 
 
