@@ -230,10 +230,13 @@ def memory(ctx: Context) -> list[Group]:
     return groups
 
 
+from server_case import server  # noqa: E402 - case 6 lives in its own module
+
 CASES = {
     "throughput": throughput,
     "whole": whole_process,
     "batch": batch,
     "startup": startup,
     "memory": memory,
+    "server": server,
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cases import AUTO, ONE_CALL, PER_FILE, RAW
 from harness import Group
+from server_case import CONVERT, IN_PROCESS, MEMORY_TITLE, MINIMAL, PHOTO_TITLE, SERVED, TINY_TITLE, TOTAL_PSS
 
 STARTUP_LIMIT = 0.150  # seconds
 MEMORY_PER_RUN = 100.0  # MB allowed on top of 4x the raw image, for each kernel size
@@ -89,7 +90,27 @@ def evaluate(groups: list[Group]) -> list[Target]:
         target = _at_most(f"peak memory, 8K RGB {label}: max RSS of imgconv apply (MB)", peak, budget, " MB")
         target.need = f"<= {budget:.0f} MB (4 x {raw:.0f} MB + {MEMORY_PER_RUN:.0f} MB)"
         targets.append(target)
-    return targets
+    return targets + _server_targets(groups)
+
+
+def _server_targets(groups: list[Group]) -> list[Target]:
+    """Issue 12's rows: a warm server against convert, the cold path against a minimal script."""
+    tiny, photo = _find(groups, "server", TINY_TITLE), _find(groups, "server", PHOTO_TITLE)
+    many = next((g for g in groups if g.case == "server" and "xargs" in g.title), None)
+    memory = _find(groups, "server", MEMORY_TITLE)
+    pss = memory.row(TOTAL_PSS) if memory else None
+    return [
+        _at_most("warm server, 64x64 PPM sharpen, one call: imgconv time / ImageMagick convert time",
+                 tiny.ratio(SERVED, CONVERT) if tiny else None, 4),
+        _at_most("warm server, 512x512 PNG sharpen, one call: imgconv time / convert time",
+                 photo.ratio(SERVED, CONVERT) if photo else None, 1.0),
+        _at_most(f"warm server, {many.title.split(' files ')[0] if many else 64} files via xargs -P8: imgconv time / convert time",
+                 many.ratio(SERVED, CONVERT) if many else None, 1.0),
+        _at_most("no server, 64x64 PPM call: imgconv time / minimal numpy+Pillow script time",
+                 tiny.ratio(IN_PROCESS, MINIMAL) if tiny else None, 1.15),
+        Target("server memory at rest, parent + spare child PSS (MB)", "report it",
+               pss.median if pss and pss.median else None, True if pss and pss.median else None),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -124,6 +145,7 @@ CASE_TITLES = {
     "batch": "3. Batch",
     "startup": "4. Start-up",
     "memory": "5. Peak memory",
+    "server": "6. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
 }
 
 

@@ -33,8 +33,9 @@ def cli() -> None:
 
 def _register() -> None:
     from imgconv.cli import files, info
+    from imgconv.server.commands import server  # the resident server's commands import only click
 
-    for command in (*files.COMMANDS, *info.COMMANDS):
+    for command in (*files.COMMANDS, *info.COMMANDS, server):
         cli.add_command(command)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgconv.errors import KernelError, RegistryError
 from imgconv.kernels.grammar import NAME_RE, parse_number, parse_values
-from imgconv.kernels.model import Kernel, Number
+from imgconv.kernels.model import Kernel, Number, max_kernel_side
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -207,13 +207,27 @@ def builtin_kernels() -> dict[str, Kernel]:
     text = builtin_registry_text()
     cache = os.path.join(_cache_folder(), f"kernels-{zlib.crc32(text.encode('utf-8')):08x}.json")
     try:
+        state = os.stat(cache)
+        # A process that runs many calls (the resident server) reads the same
+        # cache file once; a missing or rewritten one, or another size limit
+        # (reading validates every kernel against it), is read as below.
+        key = (cache, max_kernel_side())
+        known = _read_caches.get(key)
+        if known is not None and known[0] == (state.st_mtime_ns, state.st_size, state.st_ino):
+            return dict(known[1])
         with open(cache, encoding="utf-8") as stream:
-            return _kernels_from_json(stream.read())
+            kernels = _kernels_from_json(stream.read())
+        _read_caches[key] = ((state.st_mtime_ns, state.st_size, state.st_ino), kernels)
+        return dict(kernels)
     except (OSError, ValueError, KeyError, TypeError, KernelError):
         pass
     kernels = parse_registry(text, origin="built-in")
     _store(cache, _kernels_to_json(kernels))
     return kernels
+
+
+#: (cache file, size limit) -> (the file's state when read, its kernels); Kernel is immutable, callers get a new dict.
+_read_caches: dict[tuple[str, int], tuple[tuple[int, int, int], dict[str, Kernel]]] = {}
 
 
 def _cache_folder() -> str:
