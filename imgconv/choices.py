@@ -23,6 +23,8 @@ Color = Literal["auto", "gray", "rgb"]
 PoolOp = Literal["max", "mean", "min"]
 Padding = Literal["valid", "same"]
 Display = Literal["normalize", "abs"]
+FrameChoice = Literal["all", "first"]
+AlphaMode = Literal["carry", "premultiplied", "separate"]
 
 GEOMETRIES: tuple[Geometry, ...] = get_args(Geometry)
 BORDERS: tuple[Border, ...] = get_args(Border)
@@ -31,6 +33,8 @@ COLORS: tuple[Color, ...] = get_args(Color)
 POOL_OPS: tuple[PoolOp, ...] = get_args(PoolOp)
 PADDINGS: tuple[Padding, ...] = get_args(Padding)
 DISPLAYS: tuple[Display, ...] = get_args(Display)
+FRAME_CHOICES: tuple[FrameChoice, ...] = get_args(FrameChoice)
+ALPHA_MODES: tuple[AlphaMode, ...] = get_args(AlphaMode)
 
 #: The backend name that picks the fastest able engine for each run.
 AUTO = "auto"

@@ -7,6 +7,12 @@ puts the last kernel's own ``/ divisor + offset`` in front, and finishes
 integer sums in integers where that provably gives the float formula's
 bytes.  Whole images, row strips and pooled windows all end here.
 
+Two routes of ``apply`` end here too, so that they round once: a finish
+made with ``linear=True`` takes linear light (``--linear``) and encodes it
+with the sRGB transfer function just before rounding, and
+``unpremultiply`` divides premultiplied colour by the filtered alpha
+(``--alpha premultiplied``) before the colour and the alpha are rounded.
+
 >>> import numpy as np
 >>> finish(np.array([-3.0, 0.5, 1.49, 254.5, 300.0]), maxval=255).tolist()
 [0, 1, 1, 255, 255]
@@ -62,6 +68,11 @@ class Finish:
     ``maxval`` is 255 or 65535 for 8- and 16-bit outputs (None only with
     ``value_range='float'``).  ``Finish.make`` folds a change of bit depth
     into the scale and offset, so levels keep their meaning across depths.
+
+    ``srgb_levels`` set: the values are linear light (1.0 is white); after
+    the range step (which then works on light: ``clip`` to 0..1,
+    ``normalize`` to 0..1) they are encoded with the sRGB transfer function
+    and multiplied by it, the output's levels (the input's for ``float``).
     """
 
     maxval: int | None
@@ -69,6 +80,7 @@ class Finish:
     scale: float = 1.0
     offset: float = 0.0
     relu: bool = False
+    srgb_levels: float | None = None
 
     def __post_init__(self) -> None:
         check("value_range", self.value_range, RANGES)
@@ -85,12 +97,28 @@ class Finish:
         offset: float = 0.0,
         relu: bool = False,
         source_max: int | None = None,
+        linear: bool = False,
     ) -> Finish:
         """The finish for an output of ``maxval`` from input levels of ``source_max``.
 
         ``out = (conv / scale + offset) / divisor``, with divisor 257 from 16
-        to 8 bits (1/257 the other way).
+        to 8 bits (1/257 the other way).  ``linear``: the values are linear
+        light, encoded to the output's levels (no divisor: light has no depth).
         """
+        if linear:
+            if source_max is None:
+                raise ParameterError(
+                    "applies to 8- and 16-bit images, not to matrices or float images", parameter="linear"
+                )
+            levels = source_max if value_range == "float" or maxval is None else maxval
+            return cls(
+                maxval=maxval,
+                value_range=value_range,
+                scale=scale,
+                offset=offset,
+                relu=relu,
+                srgb_levels=float(levels),
+            )
         divisor = depth_divisor(source_max, maxval, value_range)
         if divisor != 1:
             scale, offset = scale * divisor, offset / divisor
@@ -113,6 +141,8 @@ class Finish:
         result = scale_offset(values, self.scale, self.offset)
         if self.relu:
             result = np.maximum(result, 0.0)
+        if self.srgb_levels is not None:
+            return self._encoded(result, self.srgb_levels)
         if self.value_range == "float":
             return result
         assert self.maxval is not None  # checked in __post_init__
@@ -123,6 +153,26 @@ class Finish:
             if high == low:
                 return np.zeros(result.shape, dtype=dtype_for(self.maxval))
             result = (result - low) * (self.maxval / (high - low))
+        return self._rounded(result)
+
+    def _encoded(self, light: np.ndarray, levels: float) -> np.ndarray:
+        """Linear light through the range step, the sRGB encoding and the rounding."""
+        from imgconv import srgb
+
+        if self.value_range == "float":
+            return srgb.encode(light) * levels
+        if self.value_range == "abs":
+            light = np.abs(light)
+        elif self.value_range == "normalize":
+            low, high = (float(light.min()), float(light.max())) if light.size else (0.0, 0.0)
+            if high == low:
+                return np.zeros(light.shape, dtype=self.dtype)
+            light = (light - low) / (high - low)
+        return self._rounded(srgb.encode(np.clip(light, 0.0, 1.0)) * levels)
+
+    def _rounded(self, result: np.ndarray) -> np.ndarray:
+        """The one rounding step: half up, clipped to the output type."""
+        assert self.maxval is not None  # checked in __post_init__
         rounded = np.floor(result + 0.5)
         np.clip(rounded, 0, self.maxval, out=rounded)
         return rounded.astype(dtype_for(self.maxval))
@@ -130,6 +180,33 @@ class Finish:
     def after(self, divisor: Number, kernel_offset: Number) -> Finisher:
         """This finish preceded by a kernel's own ``/ divisor + offset``."""
         return Finisher(divisor=divisor, kernel_offset=kernel_offset, finish=self)
+
+
+def unpremultiply(
+    colour: np.ndarray, alpha: np.ndarray, *, colour_finish: Finish, alpha_finish: Finish
+) -> tuple[np.ndarray, np.ndarray]:
+    """Finish the filtered premultiplied colour and the filtered alpha: the
+    premultiplied route's one rounding step.
+
+    ``colour`` (H x W x C) and ``alpha`` (H x W) are the unrounded results
+    of the same filter over colour x alpha and over alpha.  The colour is
+    divided back by the alpha, then both are finished; where the finished
+    alpha is 0 (invisible) the colour is 0.
+
+    >>> import numpy as np
+    >>> colour = np.array([[[100.0 * 255 / 2], [5.0]]])  # half of a pixel of colour 100, opaque
+    >>> alpha = np.array([[255.0 / 2, 0.2]])
+    >>> out, a = unpremultiply(colour, alpha, colour_finish=Finish(maxval=255), alpha_finish=Finish(maxval=255))
+    >>> out[:, :, 0].tolist(), a.tolist()
+    ([[100, 0]], [[128, 0]])
+    """
+    finished_alpha = alpha_finish(alpha)
+    visible = finished_alpha > 0
+    ratio = np.zeros(colour.shape, dtype=np.float64)
+    np.divide(colour, alpha[:, :, np.newaxis], out=ratio, where=visible[:, :, np.newaxis])
+    finished = colour_finish(ratio)
+    finished[~visible] = 0
+    return finished, finished_alpha
 
 
 def finish(
@@ -198,7 +275,7 @@ class Finisher:
 
     def integer_divisor(self) -> int | None:
         d, f = self.divisor, self.finish
-        plain = self.kernel_offset == 0 and f.scale == 1 and f.offset == 0
+        plain = self.kernel_offset == 0 and f.scale == 1 and f.offset == 0 and f.srgb_levels is None
         if not plain or f.value_range not in ("clip", "abs") or float(d) != int(d) or d == 0:
             return None
         return int(d)

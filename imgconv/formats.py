@@ -2,8 +2,8 @@
 
 Every fact about a format lives in its ``Format`` entry of ``FORMATS``: the
 extensions and ``--format`` names that select it, what it can hold (16-bit,
-alpha, floats, several frames), how matrices are read back and which
-function encodes it.  The command line's help, the ``--format`` check and
+alpha, floats, several frames, an ICC profile, EXIF), how matrices are read
+back and which functions encode it.  The command line's help, the ``--format`` check and
 the capacity checks are derived from this table, so a new output format is
 one entry here plus its encoder.  Images are read by Pillow whatever their
 extension; the table's readers are for matrix files.
@@ -15,7 +15,7 @@ This module imports nothing heavy: ``--help`` reads it.
 >>> check_capacity(by_name('JPEG'), is_float=False, depth=8, channels=3, has_alpha=True, target='x.jpg')
 Traceback (most recent call last):
 ...
-imgconv.errors.UsageFailure: x.jpg: JPEG cannot hold the alpha channel; write .png, .tif, .webp or .npy
+imgconv.errors.UsageFailure: x.jpg: JPEG cannot hold the alpha channel; write .png, .tif, .webp, .gif or .npy
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ class Format:
     ``all`` (any channels), ``gray`` (one channel, no alpha) or ``none``.
     ``encoder`` is ``module:function`` (imported when a file is written);
     ``reader`` likewise for matrix formats (None: Pillow decodes it).
+    ``frame_writer`` is ``module:class`` of the ``FrameWriter`` that writes
+    several frames (None: the format holds one).  ``icc`` and ``exif`` say
+    whether an output keeps the input's colour profile and EXIF.
     ``options`` names the ``EncodeOptions`` fields the encoder honours.
     """
 
@@ -52,40 +55,83 @@ class Format:
     depth16: Holds = "none"
     floats: Holds = "none"
     alpha: bool = False
-    frames: bool = False
+    frame_writer: str | None = None
+    icc: bool = False
+    exif: bool = False
     options: tuple[str, ...] = ()
 
     @property
     def extension(self) -> str:
         return self.extensions[0]
 
+    @property
+    def frames(self) -> bool:
+        """Whether the format holds several frames (an animation, or pages)."""
+        return self.frame_writer is not None
+
 
 _PILLOW = "imgconv.encoders:encode_pillow"
+_FRAMES = "imgconv.containers:"
 
 FORMATS: tuple[Format, ...] = (
     Format(
         "PNG",
         (".png",),
         ("png",),
-        "lossless, 8/16-bit, alpha",
+        "lossless, 8/16-bit, alpha, frames (APNG)",
         "imgconv.encoders:encode_png",
         depth16="all",
         alpha=True,
+        frame_writer=_FRAMES + "ApngWriter",
+        icc=True,
+        exif=True,
         options=("png_level",),
     ),
-    Format("JPEG", (".jpg", ".jpeg"), ("jpeg", "jpg"), "lossy, 8-bit", _PILLOW, options=("quality",)),
+    Format(
+        "JPEG",
+        (".jpg", ".jpeg"),
+        ("jpeg", "jpg"),
+        "lossy, 8-bit",
+        _PILLOW,
+        icc=True,
+        exif=True,
+        options=("quality",),
+    ),
     Format(
         "TIFF",
         (".tif", ".tiff"),
         ("tiff", "tif"),
-        "uncompressed; 16-bit and float gray",
+        "uncompressed; 16-bit and float gray; pages",
         _PILLOW,
         depth16="gray",
         floats="gray",
         alpha=True,
+        frame_writer=_FRAMES + "TiffWriter",
+        icc=True,
+        exif=True,
     ),
     Format("BMP", (".bmp",), ("bmp",), "uncompressed, 8-bit", _PILLOW),
-    Format("WEBP", (".webp",), ("webp",), "lossy, 8-bit, alpha", _PILLOW, alpha=True, options=("quality",)),
+    Format(
+        "WEBP",
+        (".webp",),
+        ("webp",),
+        "lossy, 8-bit, alpha, frames",
+        _PILLOW,
+        alpha=True,
+        frame_writer=_FRAMES + "WebpWriter",
+        icc=True,
+        exif=True,
+        options=("quality",),
+    ),
+    Format(
+        "GIF",
+        (".gif",),
+        ("gif",),
+        "256 colours a frame, 1-bit alpha, frames",
+        "imgconv.gif:encode_gif",
+        alpha=True,
+        frame_writer="imgconv.gif:GifWriter",
+    ),
     Format("PPM", (".ppm", ".pgm", ".pnm"), ("ppm", "pnm"), "binary PPM/PGM; 16-bit gray", _PILLOW, depth16="gray"),
     Format(
         "NPY",
@@ -183,6 +229,22 @@ def _listing(formats: list[Format], *, last: str = "or") -> str:
     """``.png, .tif, .webp or .npy``."""
     names = [f.extension for f in formats]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def check_frames(fmt: Format, count: int, *, target: str) -> None:
+    """Refuse a format that holds one frame for an input of several (a usage error).
+
+    >>> check_frames(by_name('JPEG'), 10, target='x.jpg')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.UsageFailure: x.jpg: JPEG holds one frame and the input has 10; give --frames first, or write .png, .tif, .webp or .gif
+    """
+    if count > 1 and not fmt.frames:
+        able = [f for f in FORMATS if f.frames]
+        raise UsageFailure(
+            f"{fmt.name} holds one frame and the input has {count}; give --frames first, or write {_listing(able)}",
+            subject=target,
+        )
 
 
 def check_capacity(

@@ -6,6 +6,10 @@ workers and remote tasks call the very object the command built:
 backend for this kind of input, overwriting the input) run before
 anything is read, so a usage error never costs a decode and never touches
 a file.
+
+A file of several frames (an animation, a multi-page TIFF) goes through
+the same job: the frames are decoded, transformed and written one at a
+time, each with the metadata the output may carry (none with ``strip``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from imgconv.choices import Color, ValueRange
+from imgconv.choices import Color, FrameChoice, ValueRange
 from imgconv.errors import UsageFailure
-from imgconv.formats import STDIO, by_extension, check_capacity, format_for
+from imgconv.formats import STDIO, by_extension, check_capacity, check_frames, format_for
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
 
     from imgconv.encoders import EncodeOptions
@@ -32,13 +38,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OutputOptions:
-    """How results are written: format, bit depth, encoder settings."""
+    """How results are written: format, bit depth, encoder settings, metadata."""
 
     fmt: str | None = None  # --format; None: from the extension
     depth: int | None = None  # --depth; None: the input's (8 for matrices)
     png_level: int = 1
     quality: int = 90
     in_place: bool = False
+    strip: bool = False  # --strip: no ICC profile, no EXIF
 
     def encode_options(self) -> EncodeOptions:
         from imgconv.encoders import EncodeOptions
@@ -81,21 +88,34 @@ class FileJob:
     color: Color = "auto"
     output: OutputOptions = field(default_factory=OutputOptions)
     max_pixels: int | None = None
+    frames: FrameChoice = "all"
 
     def __call__(self, source: str, target: str) -> None:
-        from imgconv.reading import DEFAULT_MAX_PIXELS, read_picture
-        from imgconv.writing import write_picture
+        from imgconv.reading import DEFAULT_MAX_PIXELS, read_frames
+        from imgconv.writing import write_frames
 
         refuse_overwrite(source, target, in_place=self.output.in_place)
         self.preflight(source)
         check_output(target, self.output, value_range=self.value_range)
-        picture = read_picture(source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
-        fmt = format_for(target, self.output.fmt, fallback=picture.format)
+        frames = read_frames(
+            source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, frames=self.frames
+        )
+        fmt = format_for(target, self.output.fmt, fallback=frames.format)
+        check_frames(fmt, frames.animation.count, target=target)  # before any pixel is decoded
         value_range = self.value_range or ("float" if fmt.matrix else "clip")
-        depth = self.output.depth or picture.depth or 8
         subject = source if source != STDIO else "<stdin>"
-        result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
-        write_picture(result, target, fmt=fmt, options=self.output.encode_options())
+
+        def results() -> Iterator[Picture]:
+            from imgconv.metadata import Metadata
+
+            for picture in frames:
+                depth = self.output.depth or picture.depth or 8
+                result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
+                if self.output.strip:
+                    result.metadata = Metadata()
+                yield result
+
+        write_frames(results(), target, animation=frames.animation, fmt=fmt, options=self.output.encode_options())
 
     @property
     def value_range(self) -> ValueRange | None:
@@ -120,9 +140,10 @@ class ApplyJob(FileJob):
         return self.plan.options.value_range
 
     def preflight(self, source: str) -> None:
-        # Images hold integers; a matrix file may not (the pipeline picks again once it is read).
+        # Images hold integers (linear light does not); a matrix file may not
+        # (the pipeline picks again once it is read).
         found = by_extension(source)
-        self.plan.engine(integer_input=not (found is not None and found.matrix))
+        self.plan.engine(integer_input=not (found is not None and found.matrix) and not self.plan.options.linear)
 
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         from imgconv import pipeline
@@ -130,6 +151,13 @@ class ApplyJob(FileJob):
         from imgconv.picture import transform
 
         plan, options = self.plan, self.plan.options
+        if options.linear and picture.is_matrix:
+            from imgconv.errors import ParameterError
+
+            raise ParameterError(
+                f"filters the light of 8- and 16-bit images; {subject} holds a matrix or float values",
+                parameter="linear",
+            )
 
         def planes(data: np.ndarray, finish: Finish) -> np.ndarray:
             return pipeline.run(data, plan, finish, subject=subject)
@@ -147,6 +175,8 @@ class ApplyJob(FileJob):
             scale=options.scale,
             offset=options.offset,
             relu=options.relu,
+            alpha_mode=options.alpha_mode,
+            linear=options.linear,
         )
 
 
@@ -184,6 +214,7 @@ def apply_file(
     color: Color = "auto",
     output: OutputOptions | None = None,
     max_pixels: int | None = None,
+    frames: FrameChoice = "all",
 ) -> None:
     """Read ``source``, filter it with ``kernels``, write ``target`` atomically.
 
@@ -196,11 +227,14 @@ def apply_file(
     color : {'auto', 'gray', 'rgb'}
     output : OutputOptions, optional
     max_pixels : int, optional
+    frames : {'all', 'first'}
+        Every frame of an animation (or page of a TIFF), or the first.
     """
     from imgconv.plan import FilterPlan
 
-    plan = FilterPlan.make(kernels, options)
-    ApplyJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, plan=plan)(source, target)
+    plan = FilterPlan.make(kernels, options, integer_input=not options.linear)
+    job = ApplyJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, frames=frames, plan=plan)
+    job(source, target)
 
 
 def pool_file(
@@ -211,6 +245,8 @@ def pool_file(
     color: Color = "auto",
     output: OutputOptions | None = None,
     max_pixels: int | None = None,
+    frames: FrameChoice = "all",
 ) -> None:
     """Read ``source``, pool it, write ``target`` atomically (as ``apply_file``)."""
-    PoolJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, options=options)(source, target)
+    job = PoolJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, frames=frames, options=options)
+    job(source, target)

@@ -1,10 +1,17 @@
-"""Pictures and what happens to them as a whole: alpha and bit depth.
+"""Pictures and what happens to them as a whole: alpha, light and bit depth.
 
 A ``Picture`` is what the pipeline works on: an H x W x C array of colour
-(or matrix) values plus an alpha plane kept aside.  ``transform`` is the one
-picture-level step that ``apply`` and ``pool`` share: it runs their planes
-function with a finish that keeps levels' meaning across bit depths, carries
-alpha through their alpha function, and rescales it to the output depth.
+(or matrix) values plus an alpha plane kept aside, the metadata an output
+may carry, and, for a frame of an animation, its timing.  A file of several
+frames is read and written one ``Picture`` at a time, so memory holds one
+frame whatever the frame count; ``Animation`` is what the whole file says
+(frame count, loop count).
+
+``transform`` is the one picture-level step that ``apply`` and ``pool``
+share: it runs their planes function with a finish that keeps levels'
+meaning across bit depths, treats alpha as asked (carried, premultiplied
+into the colour, or filtered as one more channel), optionally filters in
+linear light, and rescales alpha to the output depth.
 
 >>> import numpy as np
 >>> from imgconv.finishing import Finish
@@ -17,13 +24,37 @@ alpha through their alpha function, and rescales it to the output depth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-from imgconv.choices import ValueRange
-from imgconv.errors import InputError
-from imgconv.finishing import Finish
+from imgconv.choices import ALPHA_MODES, AlphaMode, ValueRange, check
+from imgconv.errors import InputError, ParameterError
+from imgconv.finishing import Finish, unpremultiply
+from imgconv.metadata import Metadata
+
+#: What happens to a frame's area before the next frame is drawn (GIF's and
+#: APNG's disposal): left as it is, cleared to transparent, or restored.
+Disposal = Literal["none", "background", "previous"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How one frame of an animation is shown: ``duration`` in milliseconds
+    and its ``disposal``; None where the input does not say."""
+
+    duration: float | None = None
+    disposal: Disposal | None = None
+
+
+@dataclass(frozen=True)
+class Animation:
+    """What a file of frames says as a whole: how many frames, and how often
+    they play (``loop``: 0 for ever, None where the input does not say)."""
+
+    count: int = 1
+    loop: int | None = None
 
 
 @dataclass
@@ -32,12 +63,16 @@ class Picture:
 
     ``format`` is the source's format name (Pillow's, or NPY/CSV/TXT);
     ``depth`` is 8 or 16 for images and None for matrices and float results.
+    ``metadata`` is what an output may carry (ICC profile, EXIF); ``timing``
+    is set on the frames of an animation.
     """
 
     data: np.ndarray
     alpha: np.ndarray | None
     format: str
     depth: int | None
+    metadata: Metadata = field(default_factory=Metadata)
+    timing: Timing | None = None
 
     @property
     def is_matrix(self) -> bool:
@@ -58,25 +93,84 @@ def transform(
     scale: float = 1.0,
     offset: float = 0.0,
     relu: bool = False,
+    alpha_mode: AlphaMode = "carry",
+    linear: bool = False,
 ) -> Picture:
-    """A new Picture: ``planes(data, finish)`` and ``alpha(alpha)``, at ``maxval``'s depth.
+    """A new Picture: ``planes(data, finish)`` and the alpha as asked, at ``maxval``'s depth.
 
     ``finish`` folds the change of depth into the scale, so an 8-bit level
-    and the 16-bit level 257 times it mean the same; alpha (opacity) is
-    rescaled the same way and rounded half up.
+    and the 16-bit level 257 times it mean the same.  ``alpha_mode``:
+
+    * ``carry``: ``alpha(alpha)`` (geometry only), rescaled and rounded half up;
+    * ``separate``: alpha goes through ``planes`` like a colour channel;
+    * ``premultiplied``: ``planes`` runs on colour x alpha and on alpha with
+      the linear part of the finish (scale), then ``unpremultiply`` divides
+      and rounds both once.
+
+    ``linear``: the colour is decoded to linear light with the sRGB transfer
+    function before ``planes`` and encoded back by the finish.
     """
+    check("alpha_mode", alpha_mode, ALPHA_MODES)
+    source_max = picture.maxval
     finish = Finish.make(
-        maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu, source_max=picture.maxval
+        maxval=maxval,
+        value_range=value_range,
+        scale=scale,
+        offset=offset,
+        relu=relu,
+        source_max=source_max,
+        linear=linear,
     )
-    data = planes(picture.data, finish)
-    if data.dtype.kind == "f" and not np.isfinite(data).all():
-        raise InputError("the result overflows float64 (values beyond 1.8e308); scale the input or the kernel down")
+    colour = picture.data
+    if linear:
+        from imgconv import srgb
+
+        assert source_max is not None  # Finish.make refuses linear light without levels
+        colour = srgb.decode_levels(colour, source_max)
     carried = None
-    if picture.alpha is not None:
-        carried = alpha(picture.alpha).astype(np.float64)
-        if value_range != "float" and maxval is not None:
-            if picture.maxval is not None and picture.maxval != maxval:
-                carried = carried * (maxval / picture.maxval)
-            carried = Finish(maxval=maxval)(carried)
+    if picture.alpha is not None and alpha_mode == "premultiplied":
+        if offset != 0:
+            raise ParameterError(
+                "premultiplied filtering divides by the filtered alpha, so it takes no offset", parameter="alpha_mode"
+            )
+        products = colour * picture.alpha[:, :, np.newaxis].astype(_product_type(colour, source_max))
+        linear_part = Finish(maxval=None, value_range="float", scale=scale)
+        data, carried = unpremultiply(
+            _finite(planes(products, linear_part)),
+            _finite(planes(picture.alpha[:, :, np.newaxis], linear_part))[:, :, 0],
+            colour_finish=Finish.make(
+                maxval=maxval, value_range=value_range, relu=relu, source_max=source_max, linear=linear
+            ),
+            alpha_finish=Finish.make(
+                maxval=maxval, value_range="float" if value_range == "float" else "clip", source_max=source_max
+            ),
+        )
+    else:
+        data = _finite(planes(colour, finish))
+        if picture.alpha is not None and alpha_mode == "separate":
+            plain = Finish.make(
+                maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu, source_max=source_max
+            )
+            carried = _finite(planes(picture.alpha[:, :, np.newaxis], plain))[:, :, 0]
+        elif picture.alpha is not None:
+            carried = alpha(picture.alpha).astype(np.float64)
+            if value_range != "float" and maxval is not None:
+                if source_max is not None and source_max != maxval:
+                    carried = carried * (maxval / source_max)
+                carried = Finish(maxval=maxval)(carried)
     depth = None if value_range == "float" or maxval is None else maxval.bit_length()
-    return Picture(data, carried, picture.format, depth)
+    return Picture(data, carried, picture.format, depth, picture.metadata, picture.timing)
+
+
+def _product_type(colour: np.ndarray, source_max: int | None) -> type:
+    """The type in which colour x alpha is exact: 8-bit products fit uint16,
+    16-bit ones uint32; linear light is float64 already."""
+    if colour.dtype.kind == "f":
+        return np.float64
+    return np.uint16 if source_max is not None and source_max <= 255 else np.uint32
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise InputError("the result overflows float64 (values beyond 1.8e308); scale the input or the kernel down")
+    return values

@@ -230,6 +230,7 @@ def filter_image(
     relu: bool = False,
     value_range: ValueRange | None = None,
     dtype: np.dtype | type | str | None = None,
+    linear: bool = False,
     registry: Registry | None = None,
 ) -> np.ndarray:
     """Filter an image as ``imgconv apply`` does: convolve, then finish.
@@ -247,6 +248,9 @@ def filter_image(
     dtype : {uint8, uint16, float64}, optional
         The output type; by default the input's (uint8 in, uint8 out; uint16
         in, uint16 out; float in, float64 out; other integers give float64).
+    linear : bool
+        Filter in linear light (uint8 and uint16 images): decode with the
+        sRGB transfer function, filter, encode back before rounding.
     registry : Registry, optional
         Where names are looked up (the built-in registry by default).
 
@@ -269,6 +273,9 @@ def filter_image(
     [667, 1000, 1000, 667]
     >>> filter_image(np.eye(3), ['gaussian3', 'edge3'], border='reflect').round(4).tolist()[0]
     [1.5, -0.1875, -1.3125]
+    >>> filter_image(np.array([[0, 255]], np.uint8), '1,1', scale=2).tolist(), filter_image(
+    ...     np.array([[0, 255]], np.uint8), '1,1', scale=2, linear=True).tolist()
+    ([[0, 128]], [[0, 188]])
     """
     planes, flat = _planes(image)
     out_type = _output_dtype(planes.dtype, dtype)
@@ -287,11 +294,31 @@ def filter_image(
         offset=offset,
         relu=relu,
         value_range=value_range,
+        linear=linear,
     )
     plan = FilterPlan.make(_kernels(kernels, registry), options, integer_input=None)
     maxval = None if out_type.kind == "f" else int(np.iinfo(out_type).max)
-    finish = Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)
-    result = run(planes, plan, finish)
+    if linear:
+        from imgconv import srgb
+
+        if planes.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+            raise ParameterError(
+                f"filters the light of uint8 and uint16 images, got {planes.dtype}", parameter="linear"
+            )
+        source_max = int(np.iinfo(planes.dtype).max)
+        finish = Finish.make(
+            maxval=maxval,
+            value_range=value_range,
+            scale=scale,
+            offset=offset,
+            relu=relu,
+            source_max=source_max,
+            linear=True,
+        )
+        result = run(srgb.decode_levels(planes, source_max), plan, finish)
+    else:
+        finish = Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)
+        result = run(planes, plan, finish)
     return result[:, :, 0] if flat else result
 
 

@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imgconv import backends
-from imgconv.choices import AUTO, BORDERS, GEOMETRIES, RANGES, Border, Geometry, ValueRange, check
+from imgconv.choices import (
+    ALPHA_MODES,
+    AUTO,
+    BORDERS,
+    GEOMETRIES,
+    RANGES,
+    AlphaMode,
+    Border,
+    Geometry,
+    ValueRange,
+    check,
+)
 from imgconv.errors import InputError, ParameterError
 from imgconv.kernels import Kernel
 from imgconv.padding import output_shape
@@ -57,6 +68,12 @@ class FilterOptions:
         Negative results become 0 before the range step.
     value_range : {'clip', 'abs', 'normalize', 'float'} or None
         None: clip for images, float for matrices.
+    alpha_mode : {'carry', 'premultiplied', 'separate'}
+        What happens to an alpha channel: carried unfiltered, premultiplied
+        into the colour while both are filtered, or filtered as a channel.
+    linear : bool
+        Filter in linear light (images only): decode with the sRGB transfer
+        function, filter, encode back before rounding.
     """
 
     geometry: Geometry = "same"
@@ -67,12 +84,15 @@ class FilterOptions:
     offset: float = 0.0
     relu: bool = False
     value_range: ValueRange | None = None
+    alpha_mode: AlphaMode = "carry"
+    linear: bool = False
 
     def __post_init__(self) -> None:
         import math
 
         check("geometry", self.geometry, GEOMETRIES)
         check("border", self.border, BORDERS)
+        check("alpha_mode", self.alpha_mode, ALPHA_MODES)
         if self.value_range is not None:
             check("value_range", self.value_range, RANGES)
         if self.backend != AUTO and self.backend not in backends.names():
@@ -86,6 +106,11 @@ class FilterOptions:
             )
         if not math.isfinite(self.offset):
             raise ParameterError(f"must be a finite number, got {self.offset}", parameter="offset")
+        if self.alpha_mode == "premultiplied" and self.offset != 0:
+            raise ParameterError(
+                f"premultiplied filtering divides colour by the filtered alpha, so it takes no offset (got {self.offset:g})",
+                parameter="alpha_mode",
+            )
 
 
 def exact_steps(kernels: Sequence[Kernel], *, integer_input: bool) -> tuple[bool, ...]:
@@ -134,6 +159,14 @@ class FilterPlan:
         kernels = tuple(kernels)
         if not kernels:
             raise ParameterError("give at least one kernel", parameter="kernels")
+        if options.alpha_mode == "premultiplied":
+            offset = next((k for k in kernels if k.offset != 0), None)
+            if offset is not None:
+                raise ParameterError(
+                    f"premultiplied filtering divides colour by the filtered alpha, so its kernels take no offset "
+                    f"('{offset.name}' adds {offset.offset})",
+                    parameter="alpha_mode",
+                )
         applied = kernels if options.correlate else tuple(k.flipped() for k in kernels)
         plan = cls(kernels, applied, options)
         if integer_input is not None:

@@ -1,9 +1,17 @@
 """Reading pictures: image files through Pillow, matrix files, stdin.
 
 Image files become 8- or 16-bit planes following the colour policy
-(``--color``); ``.npy``, ``.csv`` and ``.txt`` files are numeric matrices,
-read by the reader their ``Format`` names.  ``-`` reads stdin and sniffs
-the format from the bytes.
+(``--color``), with the metadata an output may carry (ICC profile, EXIF);
+``.npy``, ``.csv`` and ``.txt`` files are numeric matrices, read by the
+reader their ``Format`` names.  ``-`` reads stdin and sniffs the format
+from the bytes.
+
+``read_frames`` opens a file and says how many frames it holds before any
+pixel is decoded, then decodes them one at a time as they are asked for:
+the frames of an animated GIF, PNG (APNG) or WebP and the pages of a TIFF
+(``frames='first'``: only the first).  Other formats give one picture,
+whatever Pillow counts in them (a camera's JPEG may hold a preview image
+as a second "frame", a PSD its layers).  ``read_picture`` is the first frame.
 
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), 'm.csv')
@@ -19,26 +27,54 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from imgconv.choices import COLORS, Color, check
+from imgconv.choices import COLORS, FRAME_CHOICES, Color, FrameChoice, check
 from imgconv.errors import InputError
 from imgconv.formats import STDIO, Format, by_extension, by_name
-from imgconv.picture import Picture
+from imgconv.picture import Animation, Disposal, Picture, Timing
 
 #: Refuse images above this many pixels before decoding them (decompression
 #: bombs); ``--max-pixels`` raises it.  An 8K frame is 33 million pixels.
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
+#: The formats whose frames are frames of one picture (animation) or pages.
+FRAMED_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
+
+#: Pillow's GIF and APNG disposal numbers in our words (GIF's 0, "not
+#: specified", is left unsaid).
+_GIF_DISPOSALS: dict[int, Disposal] = {1: "none", 2: "background", 3: "previous"}
+_APNG_DISPOSALS: dict[int, Disposal] = {0: "none", 1: "background", 2: "previous"}
+
+
+@dataclass
+class Frames:
+    """The frames of one input: known in number before any pixel is decoded,
+    decoded one at a time when iterated (once).
+
+    ``format`` is the source's format name; ``animation`` the frame count
+    and loop count.
+    """
+
+    format: str
+    animation: Animation
+    pictures: Iterator[Picture]
+
+    def __iter__(self) -> Iterator[Picture]:
+        return self.pictures
+
+
 def read_picture(
     source: str | os.PathLike[str], *, color: Color = "auto", max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Picture:
-    """Read an image or matrix file.
+    """Read an image or matrix file (its first frame).
 
     Parameters
     ----------
@@ -53,8 +89,46 @@ def read_picture(
     Returns
     -------
     Picture
+        With the input's ICC profile and EXIF (without orientation) in ``metadata``.
+    """
+    return next(iter(read_frames(source, color=color, max_pixels=max_pixels, frames="first")))
+
+
+def read_frames(
+    source: str | os.PathLike[str],
+    *,
+    color: Color = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    frames: FrameChoice = "all",
+) -> Frames:
+    """Open an image or matrix file; its frames are decoded as they are iterated.
+
+    Parameters
+    ----------
+    source : path or '-'
+    color, max_pixels
+        As ``read_picture``.
+    frames : {'all', 'first'}
+        ``all`` gives every frame of an animated GIF, PNG or WebP and every
+        page of a TIFF; ``first`` only the first.
+
+    Returns
+    -------
+    Frames
+        The frames of an animation share one layout (gray or colour, alpha
+        or not) and carry their ``timing``; pages keep their own.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), 'm.csv')
+    >>> _ = open(path, 'w').write('1,2\\n')
+    >>> found = read_frames(path)
+    >>> found.animation.count, [p.data.shape for p in found]
+    (1, [(1, 2, 1)])
     """
     check("color", color, COLORS)
+    check("frames", frames, FRAME_CHOICES)
     name = os.fspath(source)
     matrix: Format | None
     if name == STDIO:
@@ -72,8 +146,9 @@ def read_picture(
         assert matrix.reader is not None  # every matrix format has one
         module, function = matrix.reader.split(":")
         reader: Callable[..., Picture] = getattr(importlib.import_module(module), function)
-        return _to_color(reader(data, subject=subject, max_pixels=max_pixels), color)
-    return _read_image(data, subject, color=color, max_pixels=max_pixels)
+        picture = _to_color(reader(data, subject=subject, max_pixels=max_pixels), color)
+        return Frames(picture.format, Animation(), iter([picture]))
+    return _open_image(data, subject, color=color, max_pixels=max_pixels, frames=frames)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -201,39 +276,136 @@ def _is_float(text: str) -> bool:
 # Images
 
 
-def _read_image(data: bytes, subject: str, *, color: Color, max_pixels: int) -> Picture:
-    from PIL import Image, ImageOps, UnidentifiedImageError
+@contextmanager
+def _pillow_reading() -> Iterator[None]:
+    """While Pillow reads: our pixel limit is checked on the header, so
+    Pillow's guard (twice its own limit) must not fire first with a
+    different message; and its warnings about damaged metadata (which is
+    then not carried) stay off the user's terminal."""
+    import warnings
 
-    saved_limit = Image.MAX_IMAGE_PIXELS
-    # Our own limit is checked on the header below; Pillow's guard (twice its
-    # limit) must not fire first with a different message.
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        image: Any
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+#: What Pillow raises on a damaged file.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, frames: FrameChoice) -> Frames:
+    from PIL import Image, UnidentifiedImageError
+
+    image: Any
+    with _pillow_reading():
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise InputError("not an image file (or a format imgconv cannot read)", subject=subject) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except _DECODE_ERRORS as exc:
             raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
-        width, height = image.size
-        if width * height > max_pixels:
-            raise InputError(
-                f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
-                "(a decompression bomb?); raise it with --max-pixels",
-                subject=subject,
-            )
-        if width == 0 or height == 0:
-            raise InputError("the image has no pixels", subject=subject)
+        _check_size(image, subject, max_pixels)
+        source_format = image.format or getattr(image, "_imgconv_format", None) or "PNG"
+        count = 1
+        if frames == "all" and source_format in FRAMED_FORMATS:
+            try:
+                count = int(getattr(image, "n_frames", 1))
+            except _DECODE_ERRORS as exc:
+                raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
+    if count == 1:
+        pictures = iter([_still(image, source_format, subject, color=color)])
+        return Frames(source_format, Animation(), pictures)
+    loop = image.info.get("loop")
+    animation = Animation(count=count, loop=None if loop is None else int(loop))
+    return Frames(source_format, animation, _frames(image, source_format, subject, count, color, max_pixels))
+
+
+def _check_size(image: Any, subject: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InputError(
+            f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
+            "(a decompression bomb?); raise it with --max-pixels",
+            subject=subject,
+        )
+    if width == 0 or height == 0:
+        raise InputError("the image has no pixels", subject=subject)
+
+
+def _still(image: Any, source_format: str, subject: str, *, color: Color) -> Picture:
+    """The first (or only) frame, decoded as it always was."""
+    from PIL import ImageOps
+
+    from imgconv.metadata import from_pillow
+
+    with _pillow_reading():
         try:
             image.load()
+            metadata = from_pillow(image, source_format)
             image = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        except _DECODE_ERRORS as exc:
             raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
-        source_format = image.format or getattr(image, "_imgconv_format", None) or "PNG"
-        return _from_pil(image, source_format, subject, color=color)
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved_limit
+    picture = _from_pil(image, source_format, subject, color=color)
+    picture.metadata = metadata
+    return picture
+
+
+def _frames(
+    image: Any, source_format: str, subject: str, count: int, color: Color, max_pixels: int
+) -> Iterator[Picture]:
+    """Each frame in turn: decoded, turned upright, in the animation's layout.
+
+    Pillow gives every frame of an animation whole (composed with the ones
+    before it), so a frame is a complete picture.  The frames of a GIF,
+    PNG or WebP share the first frame's layout (gray or colour, alpha or
+    not); Pillow decodes a GIF's later frames as colour, with alpha when the
+    first frame has a transparent colour, so a GIF's first frame is read as
+    colour too.  A TIFF's pages keep their own.
+    """
+    from PIL import ImageOps
+
+    from imgconv.metadata import from_pillow
+
+    gray: bool | None = (color == "gray") if source_format == "GIF" else None
+    alpha: bool | None = None
+    for index in range(count):
+        with _pillow_reading():
+            try:
+                image.seek(index)
+                _check_size(image, subject, max_pixels)
+                image.load()
+                metadata = from_pillow(image, source_format)
+                upright = ImageOps.exif_transpose(image)
+            except _DECODE_ERRORS as exc:
+                raise InputError(
+                    f"cannot decode frame {index + 1} of {count} ({_clean(exc)})", subject=subject
+                ) from None
+        picture = _from_pil(upright, source_format, subject, color=color, gray=gray, with_alpha=alpha)
+        if source_format != "TIFF" and alpha is None:
+            gray, alpha = picture.data.shape[2] == 1, picture.alpha is not None
+        picture.metadata = metadata
+        picture.timing = _timing(image, source_format)
+        yield picture
+
+
+def _timing(image: Any, source_format: str) -> Timing | None:
+    """The current frame's duration and disposal, as Pillow read them."""
+    if source_format == "TIFF":
+        return None
+    duration = image.info.get("duration")
+    disposal: Disposal | None = None
+    if source_format == "GIF":
+        disposal = _GIF_DISPOSALS.get(getattr(image, "disposal_method", 0))
+    elif source_format == "PNG":
+        disposal = _APNG_DISPOSALS.get(image.info.get("disposal", -1))
+    return Timing(duration=None if duration is None else float(duration), disposal=disposal)
 
 
 def _clean(exc: BaseException) -> str:
@@ -241,8 +413,17 @@ def _clean(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _from_pil(image: Any, source_format: str, subject: str, *, color: Color) -> Picture:
-    """Pillow image -> Picture, following the colour policy."""
+def _from_pil(
+    image: Any,
+    source_format: str,
+    subject: str,
+    *,
+    color: Color,
+    gray: bool | None = None,
+    with_alpha: bool | None = None,
+) -> Picture:
+    """Pillow image -> Picture, following the colour policy; ``gray`` and
+    ``with_alpha`` given, the frame takes that layout (an animation's)."""
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         planes = np.asarray(image).astype(np.uint16)[:, :, np.newaxis]
@@ -259,6 +440,10 @@ def _from_pil(image: Any, source_format: str, subject: str, *, color: Color) -> 
         return _to_color(Picture(values[:, :, np.newaxis], None, source_format, None), color)
     has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info)
     gray_source = mode in ("1", "L", "LA", "La")
+    if with_alpha is not None:
+        has_alpha = with_alpha
+    if gray is not None:
+        gray_source = gray
     if color == "gray" or (color == "auto" and gray_source):
         target = "LA" if has_alpha else "L"
     else:

@@ -306,7 +306,7 @@ OUTPUTS = [
         "unknown extension", f"{APPLY} {{c}}/good.png {{o}}/x.xyz", 2, ("{o}/x.xyz", "unknown output extension '.xyz'")
     ),
     Case("no extension", f"{APPLY} {{c}}/good.png {{o}}/x", 2, ("{o}/x", "unknown output extension '(none)'")),
-    Case("unknown --format", f"{APPLY} --format gif {{c}}/good.png -", 2, ("--format", "unknown format 'gif'")),
+    Case("unknown --format", f"{APPLY} --format jxl {{c}}/good.png -", 2, ("--format", "unknown format 'jxl'")),
     Case(
         "output equal to input",
         f"{APPLY} {{c}}/good.png {{c}}/good.png",
@@ -379,9 +379,19 @@ def identity(run, corpus: Path, out: Path, name: str, *options: str) -> np.ndarr
     return pixels(out / "x.png")
 
 
-def test_animated_gif_gives_its_first_frame(run, corpus, out):
-    first = np.asarray(Image.open(corpus / "animated.gif").convert("RGB"))
-    assert np.array_equal(identity(run, corpus, out, "animated.gif"), first)
+def test_animated_gif_gives_every_frame_or_the_first(run, corpus, out):
+    source = Image.open(corpus / "animated.gif")
+    frames = []
+    for index in range(source.n_frames):
+        source.seek(index)
+        frames.append(np.asarray(source.convert("RGB")))
+    assert np.array_equal(identity(run, corpus, out, "animated.gif", "--frames", "first"), frames[0])
+    identity(run, corpus, out, "animated.gif")
+    written = Image.open(out / "x.png")
+    assert written.n_frames == len(frames) == 2
+    for index, frame in enumerate(frames):
+        written.seek(index)
+        assert np.array_equal(np.asarray(written.convert("RGB")), frame)
 
 
 def test_palette_transparency_becomes_alpha(run, corpus, out):

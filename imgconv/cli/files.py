@@ -9,12 +9,14 @@ import click
 
 from imgconv import backends
 from imgconv.choices import (
+    ALPHA_MODES,
     AUTO,
     BORDERS,
     DISPLAYS,
     GEOMETRIES,
     PADDINGS,
     POOL_OPS,
+    AlphaMode,
     Border,
     Color,
     Display,
@@ -76,6 +78,20 @@ from imgconv.kernels import Kernel, Registry
 @click.option("--relu", is_flag=True, help="Set negative results to 0 before the range step.")
 @color_option
 @click.option(
+    "--alpha",
+    "alpha_mode",
+    type=click.Choice(ALPHA_MODES),
+    default="carry",
+    show_default=True,
+    help="Alpha: carried unfiltered; premultiplied into the colour while both are filtered (no halos "
+    "at transparent edges); or filtered as one more channel.",
+)
+@click.option(
+    "--linear",
+    is_flag=True,
+    help="Filter in linear light: decode sRGB, filter, encode back (blurs keep their brightness).",
+)
+@click.option(
     "--backend",
     type=click.Choice((AUTO, *backends.names())),
     default=AUTO,
@@ -94,6 +110,8 @@ def apply(
     value_range: ValueRange | None,
     relu: bool,
     color: Color,
+    alpha_mode: AlphaMode,
+    linear: bool,
     backend: str,
     **files: Any,
 ) -> None:
@@ -124,9 +142,18 @@ def apply(
             offset=offset,
             relu=relu,
             value_range=value_range,
+            alpha_mode=alpha_mode,
+            linear=linear,
         )
-        plan = FilterPlan.make(load_kernels(specs, registries), options)  # refuses before any image is read
-        job = ApplyJob(plan=plan, color=color, output=arguments.output_options(), max_pixels=arguments.max_pixels)
+        # Refuses before any image is read; linear light is not integer-valued.
+        plan = FilterPlan.make(load_kernels(specs, registries), options, integer_input=not linear)
+        job = ApplyJob(
+            plan=plan,
+            color=color,
+            output=arguments.output_options(),
+            max_pixels=arguments.max_pixels,
+            frames=arguments.frame_choice,
+        )
     arguments.run(job, label="+".join(specs))
 
 
@@ -178,7 +205,13 @@ def run_pool(
     arguments = FileArguments(**files)
     with reported():
         options = PoolOptions(size=size, stride=stride, padding=padding, op=op, value_range=value_range)
-        job = PoolJob(options=options, color=color, output=arguments.output_options(), max_pixels=arguments.max_pixels)
+        job = PoolJob(
+            options=options,
+            color=color,
+            output=arguments.output_options(),
+            max_pixels=arguments.max_pixels,
+            frames=arguments.frame_choice,
+        )
     arguments.run(job, label=options.label)
 
 

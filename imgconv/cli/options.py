@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from imgconv.choices import COLORS, RANGES
+from imgconv.choices import COLORS, FRAME_CHOICES, RANGES
 from imgconv.cli.report import CommandReporter, reported
 from imgconv.formats import format_words
 from imgconv.kernels import Kernel
 
 if TYPE_CHECKING:
+    from imgconv.choices import FrameChoice
     from imgconv.jobs import OutputOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,6 +100,16 @@ def file_options(function: F) -> F:
                 "--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG/WebP quality."
             ),
             click.option(
+                "--frames",
+                type=click.Choice(FRAME_CHOICES),
+                default="all",
+                show_default=True,
+                help="Every frame of an animated GIF, PNG or WebP and every page of a TIFF, or the first only.",
+            ),
+            click.option(
+                "--strip", is_flag=True, help="Write no metadata (the ICC profile and EXIF are carried by default)."
+            ),
+            click.option(
                 "--max-pixels",
                 type=click.IntRange(1),
                 default=None,
@@ -130,6 +141,8 @@ class FileArguments:
     depth: str | None
     png_level: int
     quality: int
+    frames: str
+    strip: bool
     max_pixels: int | None
     in_place: bool
     jobs: int | None
@@ -147,7 +160,12 @@ class FileArguments:
             png_level=self.png_level,
             quality=self.quality,
             in_place=self.in_place,
+            strip=self.strip,
         )
+
+    @property
+    def frame_choice(self) -> FrameChoice:
+        return "first" if self.frames == "first" else "all"
 
     def run(self, job: Callable[[str, str], None], *, label: str) -> None:
         """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
