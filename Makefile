@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: lint
 # smoke run, BENCH_ARGS='--case throughput' for one case.
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# The README's pictures, drawn by scripts from imgconv's own results.
+docs: $(STAMP)
+	$(BIN)/python docs/linear_blur.py
 
 # ruff (lint and format) over the package and its tests, mypy over the
 # package, with the settings in pyproject.toml; any finding fails the target.

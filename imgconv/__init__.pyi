@@ -24,7 +24,9 @@ from imgconv.plan import FilterOptions as FilterOptions
 from imgconv.plan import FilterPlan as FilterPlan
 from imgconv.pooling import PoolOptions as PoolOptions
 from imgconv.pooling import pool as pool
+from imgconv.reading import read_frames as read_frames
 from imgconv.reading import read_picture as read_picture
+from imgconv.writing import write_frames as write_frames
 from imgconv.writing import write_picture as write_picture
 
 __version__: str

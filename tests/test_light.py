@@ -275,3 +275,16 @@ def test_linear_in_the_library():
     assert out.dtype == np.uint16 and set(np.unique(out)) == {int(rounded(to_levels(np.array(0.5), 65535), 65535))}
     with pytest.raises(ValueError, match="linear"):
         imgconv.filter_image(stripes.astype(float), "blur", linear=True)
+
+
+def test_the_readme_picture_is_what_its_script_draws(tmp_path):
+    """docs/linear-blur.png is reproducible: the script draws the same pixels."""
+    import runpy
+
+    from conftest import ROOT
+
+    script = runpy.run_path(str(ROOT / "docs" / "linear_blur.py"))
+    drawn = np.asarray(script["picture"]())
+    assert np.array_equal(drawn, pixels(ROOT / "docs" / "linear-blur.png"))
+    _, gamma, linear = script["bands"]()
+    assert (linear >= gamma).all() and (linear > gamma).any()  # linear light spreads the white further
