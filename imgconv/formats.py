@@ -40,7 +40,9 @@ class Format:
     ``reader`` likewise for matrix formats (None: Pillow decodes it).
     ``frame_writer`` is ``module:class`` of the ``FrameWriter`` that writes
     several frames (None: the format holds one).  ``icc`` and ``exif`` say
-    whether an output keeps the input's colour profile and EXIF.
+    whether an output keeps the input's colour profile and EXIF;
+    ``stores_gray`` is False for a format that stores gray as colour (so
+    a gray profile does not fit it).
     ``options`` names the ``EncodeOptions`` fields the encoder honours.
     """
 
@@ -58,6 +60,7 @@ class Format:
     frame_writer: str | None = None
     icc: bool = False
     exif: bool = False
+    stores_gray: bool = True
     options: tuple[str, ...] = ()
 
     @property
@@ -121,6 +124,7 @@ FORMATS: tuple[Format, ...] = (
         frame_writer=_FRAMES + "WebpWriter",
         icc=True,
         exif=True,
+        stores_gray=False,
         options=("quality",),
     ),
     Format(

@@ -101,7 +101,7 @@ class FileJob:
             source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, frames=self.frames
         )
         fmt = format_for(target, self.output.fmt, fallback=frames.format)
-        check_frames(fmt, frames.animation.count, target=target)  # before any pixel is decoded
+        check_frames(fmt, frames.animation.count, target=target)  # before a frame of an animation is decoded
         value_range = self.value_range or ("float" if fmt.matrix else "clip")
         subject = source if source != STDIO else "<stdin>"
 

@@ -88,6 +88,8 @@ def _exif(image: Any, source_format: str) -> bytes | None:
 
     try:
         found = image.getexif()
+        if not len(found):
+            return None  # most images: and no TIFF machinery is imported for them
         clean = Image.Exif()
         if source_format == "TIFF":
             for tag in _DESCRIPTIVE_TIFF_TAGS & set(found):

@@ -7,11 +7,12 @@ reader their ``Format`` names.  ``-`` reads stdin and sniffs the format
 from the bytes.
 
 ``read_frames`` opens a file and says how many frames it holds before any
-pixel is decoded, then decodes them one at a time as they are asked for:
-the frames of an animated GIF, PNG (APNG) or WebP and the pages of a TIFF
-(``frames='first'``: only the first).  Other formats give one picture,
-whatever Pillow counts in them (a camera's JPEG may hold a preview image
-as a second "frame", a PSD its layers).  ``read_picture`` is the first frame.
+frame of an animation is decoded, then decodes them one at a time as they
+are asked for: the frames of an animated GIF, PNG (APNG) or WebP and the
+pages of a TIFF (``frames='first'``: only the first).  Other formats give
+one picture, whatever Pillow counts in them (a camera's JPEG may hold a
+preview image as a second "frame", a PSD its layers).  ``read_picture``
+is the first frame.
 
 >>> import os, tempfile
 >>> path = os.path.join(tempfile.mkdtemp(), 'm.csv')
@@ -56,8 +57,10 @@ _APNG_DISPOSALS: dict[int, Disposal] = {0: "none", 1: "background", 2: "previous
 
 @dataclass
 class Frames:
-    """The frames of one input: known in number before any pixel is decoded,
-    decoded one at a time when iterated (once).
+    """The frames of one input, known in number when the file is opened.
+
+    A still image is decoded when it is opened; the frames of an animation
+    (or the pages of a TIFF) one at a time as they are iterated (once).
 
     ``format`` is the source's format name; ``animation`` the frame count
     and loop count.
@@ -313,18 +316,22 @@ def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, fra
             raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
         _check_size(image, subject, max_pixels)
         source_format = image.format or getattr(image, "_imgconv_format", None) or "PNG"
-        count = 1
+        count, first = 1, 0
         if frames == "all" and source_format in FRAMED_FORMATS:
             try:
                 count = int(getattr(image, "n_frames", 1))
             except _DECODE_ERRORS as exc:
                 raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
-    if count == 1:
+            if count > 1 and image.info.get("default_image"):
+                # An APNG's image for viewers without animation, not one of its frames.
+                count, first = count - 1, 1
+    if count == 1 and first == 0:
+        # Decoded now: a generator would hold the decoded image while the picture is filtered.
         pictures = iter([_still(image, source_format, subject, color=color)])
         return Frames(source_format, Animation(), pictures)
     loop = image.info.get("loop")
     animation = Animation(count=count, loop=None if loop is None else int(loop))
-    return Frames(source_format, animation, _frames(image, source_format, subject, count, color, max_pixels))
+    return Frames(source_format, animation, _frames(image, source_format, subject, first, count, color, max_pixels))
 
 
 def _check_size(image: Any, subject: str, max_pixels: int) -> None:
@@ -349,7 +356,8 @@ def _still(image: Any, source_format: str, subject: str, *, color: Color) -> Pic
         try:
             image.load()
             metadata = from_pillow(image, source_format)
-            image = ImageOps.exif_transpose(image)
+            # In place: no second copy of the decoded pixels (the caller still holds the image).
+            ImageOps.exif_transpose(image, in_place=True)
         except _DECODE_ERRORS as exc:
             raise InputError(f"cannot decode the image ({_clean(exc)})", subject=subject) from None
     picture = _from_pil(image, source_format, subject, color=color)
@@ -358,7 +366,7 @@ def _still(image: Any, source_format: str, subject: str, *, color: Color) -> Pic
 
 
 def _frames(
-    image: Any, source_format: str, subject: str, count: int, color: Color, max_pixels: int
+    image: Any, source_format: str, subject: str, first: int, count: int, color: Color, max_pixels: int
 ) -> Iterator[Picture]:
     """Each frame in turn: decoded, turned upright, in the animation's layout.
 
@@ -378,7 +386,7 @@ def _frames(
     for index in range(count):
         with _pillow_reading():
             try:
-                image.seek(index)
+                image.seek(first + index)
                 _check_size(image, subject, max_pixels)
                 image.load()
                 metadata = from_pillow(image, source_format)
@@ -388,6 +396,7 @@ def _frames(
                     f"cannot decode frame {index + 1} of {count} ({_clean(exc)})", subject=subject
                 ) from None
         picture = _from_pil(upright, source_format, subject, color=color, gray=gray, with_alpha=alpha)
+        del upright  # not held while the frame is filtered
         if source_format != "TIFF" and alpha is None:
             gray, alpha = picture.data.shape[2] == 1, picture.alpha is not None
         picture.metadata = metadata

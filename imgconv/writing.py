@@ -49,7 +49,8 @@ def fitted(picture: Picture, fmt: Format, *, target: str = "output") -> Picture:
         has_alpha=picture.alpha is not None,
         target=target,
     )
-    metadata = picture.metadata.only(icc=fmt.icc, exif=fmt.exif).fitting(channels=data.shape[2])
+    stored = 3 if data.shape[2] == 1 and not fmt.stores_gray else data.shape[2]
+    metadata = picture.metadata.only(icc=fmt.icc, exif=fmt.exif).fitting(channels=stored)
     return picture if metadata == picture.metadata else replace(picture, metadata=metadata)
 
 

@@ -271,3 +271,15 @@ def test_the_library_reads_frames_one_at_a_time(tmp_path):
     first = next(pictures)
     assert first.timing is not None and first.timing.duration == 10
     assert [p.timing.duration for p in pictures if p.timing] == [20, 30]
+
+
+def test_an_apng_default_image_is_not_a_frame(run, tmp_path):
+    """An APNG may hold an image for viewers without animation: --frames first
+    gives it, as such viewers show; the animation is the frames after it."""
+    images = [Image.new("RGB", (4, 4), colour) for colour in ("red", "green", "blue")]
+    images[0].save(tmp_path / "in.png", save_all=True, append_images=images[1:], default_image=True, duration=100)
+    apply(run, "-k", "identity", tmp_path / "in.png", tmp_path / "out.gif")
+    written, _, _ = read_frames(tmp_path / "out.gif")
+    assert [tuple(frame[0, 0, :3]) for frame in written] == [(0, 128, 0), (0, 0, 255)]
+    apply(run, "-k", "identity", "--frames", "first", tmp_path / "in.png", tmp_path / "first.png")
+    assert tuple(pixels(tmp_path / "first.png")[0, 0]) == (255, 0, 0)

@@ -92,6 +92,8 @@ def test_a_profile_of_another_colour_space_is_dropped(run, tmp_path):
     assert "icc_profile" not in Image.open(tmp_path / "rgb.png").info
     apply(run, gray, tmp_path / "gray2.png")
     assert Image.open(tmp_path / "gray2.png").info["icc_profile"] == GRAY_PROFILE
+    apply(run, gray, tmp_path / "gray.webp")  # WebP stores gray as colour
+    assert "icc_profile" not in Image.open(tmp_path / "gray.webp").info
 
 
 @pytest.mark.parametrize("extension", ["jpg", "png", "tif", "webp"])
