@@ -227,8 +227,13 @@ def _delay(duration: float | None) -> tuple[int, int]:
 # WebP
 
 
+def _riff(kind: bytes, body: bytes) -> bytes:
+    """One RIFF chunk: type, length, data, padded to an even length."""
+    return kind + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
+
+
 def _riff_chunk(stream: BinaryIO, kind: bytes, body: bytes) -> None:
-    stream.write(kind + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b""))
+    stream.write(_riff(kind, body))
 
 
 def _riff_chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -267,11 +272,8 @@ class WebpWriter:
             picture = conform(picture, self.first, "WebP", self.target)
         encoded = io.BytesIO()
         save_with_pillow(pil_image(picture), encoded, self.fmt, {"quality": self.options.quality}, self.target)
-        pixels = b"".join(
-            kind + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
-            for kind, body in _riff_chunks(encoded.getvalue())
-            if kind in self._FRAME_CHUNKS
-        )
+        chunks = _riff_chunks(encoded.getvalue())
+        pixels = b"".join(_riff(kind, body) for kind, body in chunks if kind in self._FRAME_CHUNKS)
         height, width = picture.data.shape[:2]
         timing = picture.timing or Timing()
         duration = min(int(np.floor((timing.duration or 0.0) + 0.5)), 0xFFFFFF)

@@ -298,6 +298,7 @@ def filter_image(
     )
     plan = FilterPlan.make(_kernels(kernels, registry), options, integer_input=None)
     maxval = None if out_type.kind == "f" else int(np.iinfo(out_type).max)
+    source_max, values = None, planes
     if linear:
         from imgconv import srgb
 
@@ -306,19 +307,17 @@ def filter_image(
                 f"filters the light of uint8 and uint16 images, got {planes.dtype}", parameter="linear"
             )
         source_max = int(np.iinfo(planes.dtype).max)
-        finish = Finish.make(
-            maxval=maxval,
-            value_range=value_range,
-            scale=scale,
-            offset=offset,
-            relu=relu,
-            source_max=source_max,
-            linear=True,
-        )
-        result = run(srgb.decode_levels(planes, source_max), plan, finish)
-    else:
-        finish = Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)
-        result = run(planes, plan, finish)
+        values = srgb.decode_levels(planes, source_max)
+    finish = Finish.make(
+        maxval=maxval,
+        value_range=value_range,
+        scale=scale,
+        offset=offset,
+        relu=relu,
+        source_max=source_max,
+        linear=linear,
+    )
+    result = run(values, plan, finish)
     return result[:, :, 0] if flat else result
 
 

@@ -94,11 +94,15 @@ def write_picture(
     """
     name = os.fspath(target)
     chosen = fmt if isinstance(fmt, Format) else format_for(name, fmt)
-    encode = encoder_for(picture, chosen, options=options, target=name)
+    _deliver(encoder_for(picture, chosen, options=options, target=name), name, text=chosen.text)
+
+
+def _deliver(encode: Writer, name: str, *, text: bool) -> None:
+    """Run ``encode`` into stdout (``-``, through memory) or atomically into the file ``name``."""
     if name == STDIO:
         buffer = io.BytesIO()
         encode(buffer)
-        write_stdout(buffer.getvalue(), text=chosen.text)
+        write_stdout(buffer.getvalue(), text=text)
     else:
         write_atomic(Path(name), encode)
 
@@ -148,12 +152,7 @@ def write_frames(
             raise InputError(f"the input announced {animation.count} frames and holds {written}")
         writer.close()
 
-    if name == STDIO:
-        buffer = io.BytesIO()
-        encode(buffer)
-        write_stdout(buffer.getvalue(), text=chosen.text)
-    else:
-        write_atomic(Path(name), encode)
+    _deliver(encode, name, text=chosen.text)
 
 
 def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) -> None:

@@ -147,13 +147,7 @@ def apply(
         )
         # Refuses before any image is read; linear light is not integer-valued.
         plan = FilterPlan.make(load_kernels(specs, registries), options, integer_input=not linear)
-        job = ApplyJob(
-            plan=plan,
-            color=color,
-            output=arguments.output_options(),
-            max_pixels=arguments.max_pixels,
-            frames=arguments.frame_choice,
-        )
+        job = ApplyJob(plan=plan, color=color, **arguments.job_fields())
     arguments.run(job, label="+".join(specs))
 
 
@@ -205,13 +199,7 @@ def run_pool(
     arguments = FileArguments(**files)
     with reported():
         options = PoolOptions(size=size, stride=stride, padding=padding, op=op, value_range=value_range)
-        job = PoolJob(
-            options=options,
-            color=color,
-            output=arguments.output_options(),
-            max_pixels=arguments.max_pixels,
-            frames=arguments.frame_choice,
-        )
+        job = PoolJob(options=options, color=color, **arguments.job_fields())
     arguments.run(job, label=options.label)
 
 

@@ -163,9 +163,10 @@ class FileArguments:
             strip=self.strip,
         )
 
-    @property
-    def frame_choice(self) -> FrameChoice:
-        return "first" if self.frames == "first" else "all"
+    def job_fields(self) -> dict[str, Any]:
+        """What every per-file job takes from these options (``FileJob``'s fields)."""
+        frames: FrameChoice = "first" if self.frames == "first" else "all"
+        return {"output": self.output_options(), "max_pixels": self.max_pixels, "frames": frames}
 
     def run(self, job: Callable[[str, str], None], *, label: str) -> None:
         """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
