@@ -10,7 +10,7 @@ bytes.  Whole images, row strips and pooled windows all end here.
 Two routes of ``apply`` end here too, so that they round once: a finish
 made with ``linear=True`` takes linear light (``--linear``) and encodes it
 with the sRGB transfer function just before rounding, and
-``unpremultiply`` divides premultiplied colour by the filtered alpha
+``Unpremultiply`` divides premultiplied colour by the filtered alpha
 (``--alpha premultiplied``) before the colour and the alpha are rounded.
 
 >>> import numpy as np
@@ -182,31 +182,56 @@ class Finish:
         return Finisher(divisor=divisor, kernel_offset=kernel_offset, finish=self)
 
 
-def unpremultiply(
-    colour: np.ndarray, alpha: np.ndarray, *, colour_finish: Finish, alpha_finish: Finish
-) -> tuple[np.ndarray, np.ndarray]:
-    """Finish the filtered premultiplied colour and the filtered alpha: the
-    premultiplied route's one rounding step.
+@dataclass(frozen=True)
+class Unpremultiply:
+    """The finish of premultiplied planes (``--alpha premultiplied``).
 
-    ``colour`` (H x W x C) and ``alpha`` (H x W) are the unrounded results
-    of the same filter over colour x alpha and over alpha.  The colour is
-    divided back by the alpha, then both are finished; where the finished
-    alpha is 0 (invisible) the colour is 0.
+    The planes are colour x alpha and, as the last channel, alpha, filtered
+    with the same kernels; ``scale`` is the run's ``--scale``, which applies
+    to both (and cancels in the colour).  The colour is divided back by the
+    filtered alpha, then ``colour`` finishes it and ``alpha`` the alpha: the
+    one rounding step of this route.  Where the finished alpha is 0
+    (invisible) the colour is 0.  It is elementwise unless the colour is
+    normalized, so it runs inside the pipeline's strips like any finish.
 
     >>> import numpy as np
-    >>> colour = np.array([[[100.0 * 255 / 2], [5.0]]])  # half of a pixel of colour 100, opaque
-    >>> alpha = np.array([[255.0 / 2, 0.2]])
-    >>> out, a = unpremultiply(colour, alpha, colour_finish=Finish(maxval=255), alpha_finish=Finish(maxval=255))
-    >>> out[:, :, 0].tolist(), a.tolist()
-    ([[100, 0]], [[128, 0]])
+    >>> planes = np.array([[[100.0 * 255 / 2, 255.0 / 2], [5.0, 0.2]]])  # half a pixel of colour 100, opaque
+    >>> Unpremultiply(colour=Finish(maxval=255), alpha=Finish(maxval=255))(planes).tolist()
+    [[[100, 128], [0, 0]]]
     """
-    finished_alpha = alpha_finish(alpha)
-    visible = finished_alpha > 0
-    ratio = np.zeros(colour.shape, dtype=np.float64)
-    np.divide(colour, alpha[:, :, np.newaxis], out=ratio, where=visible[:, :, np.newaxis])
-    finished = colour_finish(ratio)
-    finished[~visible] = 0
-    return finished, finished_alpha
+
+    colour: Finish
+    alpha: Finish
+    scale: float = 1.0
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.colour.dtype
+
+    @property
+    def elementwise(self) -> bool:
+        return self.colour.elementwise
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """Finish H x W x (C + 1) premultiplied sums; a new array of the same shape."""
+        values = scale_offset(values, self.scale, 0)
+        alpha = values[:, :, -1]
+        out = np.empty(values.shape, dtype=self.dtype)
+        out[:, :, -1] = finished_alpha = self.alpha(alpha)
+        visible = finished_alpha > 0
+        colour = np.zeros((*values.shape[:2], values.shape[2] - 1), dtype=np.float64)
+        np.divide(values[:, :, :-1], alpha[:, :, np.newaxis], out=colour, where=visible[:, :, np.newaxis])
+        out[:, :, :-1] = self.colour(colour)
+        out[~visible, :-1] = 0
+        return out
+
+    def after(self, divisor: Number, kernel_offset: Number) -> Finisher:
+        """This finish preceded by a kernel's own ``/ divisor`` (premultiplied kernels have no offset)."""
+        return Finisher(divisor=divisor, kernel_offset=kernel_offset, finish=self)
+
+
+#: Any finish a pipeline run can end with.
+AnyFinish = Finish | Unpremultiply
 
 
 def finish(
@@ -267,7 +292,7 @@ class Finisher:
 
     divisor: Number
     kernel_offset: Number
-    finish: Finish
+    finish: Finish | Unpremultiply
 
     @property
     def dtype(self) -> np.dtype:
@@ -275,6 +300,8 @@ class Finisher:
 
     def integer_divisor(self) -> int | None:
         d, f = self.divisor, self.finish
+        if not isinstance(f, Finish):
+            return None
         plain = self.kernel_offset == 0 and f.scale == 1 and f.offset == 0 and f.srgb_levels is None
         if not plain or f.value_range not in ("clip", "abs") or float(d) != int(d) or d == 0:
             return None
@@ -283,7 +310,7 @@ class Finisher:
     def __call__(self, sums: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Finish ``sums`` (which may be changed in place), into ``out`` if given."""
         divisor = self.integer_divisor()
-        if sums.dtype.kind in "iu" and divisor is not None and self.finish.maxval is not None:
+        if sums.dtype.kind in "iu" and divisor is not None and isinstance(self.finish, Finish) and self.finish.maxval:
             finished = self._integer(sums, divisor, self.finish.maxval)
         else:
             finished = self.finish(scale_offset(sums, self.divisor, self.kernel_offset))
@@ -293,6 +320,7 @@ class Finisher:
         return out
 
     def _integer(self, sums: np.ndarray, divisor: int, maxval: int) -> np.ndarray:
+        assert isinstance(self.finish, Finish)  # integer_divisor said so
         relu, value_range = self.finish.relu, self.finish.value_range
         if divisor == 1 and not relu and value_range == "clip" and maxval <= np.iinfo(sums.dtype).max:
             # The common case (sharpen, emboss): clip the sums where they are.

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from imgconv.encoders import EncodeOptions
-    from imgconv.finishing import Finish
+    from imgconv.finishing import AnyFinish
     from imgconv.kernels import Kernel
     from imgconv.picture import Picture
     from imgconv.plan import FilterOptions, FilterPlan
@@ -159,7 +159,7 @@ class ApplyJob(FileJob):
                 parameter="linear",
             )
 
-        def planes(data: np.ndarray, finish: Finish) -> np.ndarray:
+        def planes(data: np.ndarray, finish: AnyFinish) -> np.ndarray:
             return pipeline.run(data, plan, finish, subject=subject)
 
         def alpha(values: np.ndarray) -> np.ndarray:
@@ -196,7 +196,7 @@ class PoolJob(FileJob):
 
         options = self.options
 
-        def planes(data: np.ndarray, finish: Finish) -> np.ndarray:
+        def planes(data: np.ndarray, finish: AnyFinish) -> np.ndarray:
             return finish(pool_planes(data, options, subject=subject))
 
         def alpha(values: np.ndarray) -> np.ndarray:

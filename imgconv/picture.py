@@ -31,7 +31,7 @@ import numpy as np
 
 from imgconv.choices import ALPHA_MODES, AlphaMode, ValueRange, check
 from imgconv.errors import InputError, ParameterError
-from imgconv.finishing import Finish, unpremultiply
+from imgconv.finishing import AnyFinish, Finish, Unpremultiply
 from imgconv.metadata import Metadata
 
 #: What happens to a frame's area before the next frame is drawn (GIF's and
@@ -85,7 +85,7 @@ class Picture:
 
 def transform(
     picture: Picture,
-    planes: Callable[[np.ndarray, Finish], np.ndarray],
+    planes: Callable[[np.ndarray, AnyFinish], np.ndarray],
     alpha: Callable[[np.ndarray], np.ndarray],
     *,
     maxval: int | None,
@@ -103,9 +103,9 @@ def transform(
 
     * ``carry``: ``alpha(alpha)`` (geometry only), rescaled and rounded half up;
     * ``separate``: alpha goes through ``planes`` like a colour channel;
-    * ``premultiplied``: ``planes`` runs on colour x alpha and on alpha with
-      the linear part of the finish (scale), then ``unpremultiply`` divides
-      and rounds both once.
+    * ``premultiplied``: ``planes`` runs on colour x alpha and alpha (one
+      more channel) with an ``Unpremultiply`` finish, which divides and
+      rounds both once.
 
     ``linear``: the colour is decoded to linear light with the sRGB transfer
     function before ``planes`` and encoded back by the finish.
@@ -133,18 +133,19 @@ def transform(
             raise ParameterError(
                 "premultiplied filtering divides by the filtered alpha, so it takes no offset", parameter="alpha_mode"
             )
-        products = colour * picture.alpha[:, :, np.newaxis].astype(_product_type(colour, source_max))
-        linear_part = Finish(maxval=None, value_range="float", scale=scale)
-        data, carried = unpremultiply(
-            _finite(planes(products, linear_part)),
-            _finite(planes(picture.alpha[:, :, np.newaxis], linear_part))[:, :, 0],
-            colour_finish=Finish.make(
-                maxval=maxval, value_range=value_range, relu=relu, source_max=source_max, linear=linear
-            ),
-            alpha_finish=Finish.make(
+        # Colour x alpha and alpha, as one set of planes through the same kernels.
+        wide = _product_type(colour, source_max)
+        alpha_planes: np.ndarray = picture.alpha[:, :, np.newaxis].astype(wide)
+        premultiplied = np.concatenate([colour * alpha_planes, alpha_planes], axis=2)
+        unpremultiply = Unpremultiply(
+            colour=Finish.make(maxval=maxval, value_range=value_range, relu=relu, source_max=source_max, linear=linear),
+            alpha=Finish.make(
                 maxval=maxval, value_range="float" if value_range == "float" else "clip", source_max=source_max
             ),
+            scale=scale,
         )
+        result = _finite(planes(premultiplied, unpremultiply))
+        data, carried = result[:, :, :-1], result[:, :, -1]
     else:
         data = _finite(planes(colour, finish))
         if picture.alpha is not None and alpha_mode == "separate":

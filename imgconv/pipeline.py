@@ -34,7 +34,7 @@ import numpy as np
 
 from imgconv.choices import AUTO, Border, Geometry, ValueRange
 from imgconv.errors import ParameterError
-from imgconv.finishing import Finish, Finisher, scale_offset
+from imgconv.finishing import AnyFinish, Finish, Finisher, scale_offset
 from imgconv.kernels import Kernel, Number
 from imgconv.padding import gather, longest_run, pad_index
 from imgconv.plan import FilterOptions, FilterPlan
@@ -53,7 +53,7 @@ def integer_valued(planes: np.ndarray) -> bool:
     return bool(np.issubdtype(planes.dtype, np.integer) or np.array_equal(planes, np.floor(planes)))
 
 
-def run(planes: np.ndarray, plan: FilterPlan, finish: Finish, *, subject: str | None = None) -> np.ndarray:
+def run(planes: np.ndarray, plan: FilterPlan, finish: AnyFinish, *, subject: str | None = None) -> np.ndarray:
     """Every kernel step of ``plan`` over H x W x C ``planes``, then ``finish``.
 
     The result has ``finish.dtype``; its shape is ``plan.output_shape``.
