@@ -377,23 +377,7 @@ def _inflate_pieces(pieces: list[memoryview], expected: int) -> np.ndarray | Non
         return None
     bodies = [pieces[0][2:], *pieces[1:]]
     last = len(bodies) - 1
-
-    def inflate(index: int) -> bytes | None:
-        inflater = isal_zlib.decompressobj(-15)
-        try:
-            # A distance reaching before the piece's start is an error here.
-            chunk = inflater.decompress(bodies[index], expected + 1)
-            if len(chunk) > expected or inflater.unconsumed_tail:
-                return None
-            if index == last:
-                return chunk if inflater.eof and len(inflater.unused_data) == 4 else None
-            if inflater.eof or inflater.decompress(_END_PROBE) or not inflater.eof or inflater.unused_data:
-                return None
-            return chunk
-        except isal_zlib.error:
-            return None
-
-    chunks = _map(inflate, list(range(len(bodies))))
+    chunks = _map(lambda index: _inflate_piece(bodies[index], expected, last=index == last), list(range(len(bodies))))
     if any(chunk is None for chunk in chunks) or sum(map(len, chunks)) != expected:
         return None
     out = np.empty(expected, dtype=np.uint8)
@@ -403,6 +387,24 @@ def _inflate_pieces(pieces: list[memoryview], expected: int) -> np.ndarray | Non
         filled += len(chunk)
     (stored,) = struct.unpack(">I", bytes(pieces[-1][-4:]))
     return out if isal_zlib.adler32(out) & 0xFFFFFFFF == stored else None
+
+
+def _inflate_piece(body: memoryview, limit: int, *, last: bool) -> bytes | None:
+    """One piece of raw deflate on its own: its bytes if it starts and ends on
+    block boundaries (the last piece: ends the stream, then the Adler-32)."""
+    inflater = isal_zlib.decompressobj(-15)
+    try:
+        # A distance reaching before the piece's start is an error here.
+        chunk = inflater.decompress(body, limit + 1)
+        if len(chunk) > limit or inflater.unconsumed_tail:
+            return None
+        if last:
+            return chunk if inflater.eof and len(inflater.unused_data) == 4 else None
+        if inflater.eof or inflater.decompress(_END_PROBE) or not inflater.eof or inflater.unused_data:
+            return None
+        return chunk
+    except isal_zlib.error:
+        return None
 
 
 def _unfilter(filtered: np.ndarray, layout: _Layout) -> np.ndarray | None:
