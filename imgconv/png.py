@@ -347,10 +347,10 @@ def _inflate(layout: _Layout) -> np.ndarray | None:
         out = _inflate_pieces(pieces, expected)
         if out is not None:
             return out
-    return _inflate_serial(pieces, expected)
+    return _inflate_serial(pieces, expected, 1 + layout.stride)
 
 
-def _inflate_serial(pieces: list[memoryview], expected: int) -> np.ndarray | None:
+def _inflate_serial(pieces: list[memoryview], expected: int, row: int) -> np.ndarray | None:
     out = np.empty(expected, dtype=np.uint8)
     inflater = isal_zlib.decompressobj()
     filled = 0
@@ -360,7 +360,12 @@ def _inflate_serial(pieces: list[memoryview], expected: int) -> np.ndarray | Non
             if len(chunk) > expected - filled or inflater.unconsumed_tail:
                 return None  # more data than the image holds
             out[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            # Give up at the first row filtered with Average or Paeth (most
+            # files from Pillow or libpng have one within a few rows).
+            first = -(-(filled) // row) * row
             filled += len(chunk)
+            if first < filled and out[first:filled:row].max() > 2:
+                return None
     except isal_zlib.error:
         return None
     # eof comes only after the Adler-32 check; anything after it is not ours to judge.
