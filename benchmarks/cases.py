@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed
+from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed, timed_together
 from inputs import CONTENTS, Inputs
 
 #: (label, imgconv spec) for the throughput case, small kernels first.
@@ -276,6 +276,8 @@ def png_codec(ctx: Context) -> list[Group]:
         Image.fromarray(pixels).save(buffer, "PNG", compress_level=1)
         return buffer.getvalue()
 
+    # Calls of a fraction of a second: more of them, for steadier medians.
+    settings = dataclasses.replace(ctx.settings, repeats=2 * ctx.settings.repeats + 1)
     groups = []
     w, h = ctx.inputs.size["4K"]
     for content in CONTENTS:
@@ -283,18 +285,23 @@ def png_codec(ctx: Context) -> list[Group]:
         frame = filter_image(source, [parse_spec("sharpen")])
         speed = Group("png", f"encode {w}x{h} RGB, sharpened, {content}", reference=PREVIOUS_WRITER)
         size = Group("png", f"encoded size, {content}", reference=PREVIOUS_WRITER)
-        for subject, write in ((PREVIOUS_WRITER, previous), (WRITER, encode), ("Pillow compress_level=1", pillow)):
-            speed.rows.append(Row(subject, timed(lambda: write(frame), ctx.settings)))
+        writers = {PREVIOUS_WRITER: previous, WRITER: encode, "Pillow compress_level=1": pillow}
+        # In turn, so that a passing load on the shared machine weighs on each alike.
+        samples = timed_together({subject: lambda write=write: write(frame) for subject, write in writers.items()},
+                                 settings)
+        for subject, write in writers.items():
+            speed.rows.append(Row(subject, samples[subject]))
             size.rows.append(Row(subject, [len(write(frame)) / 1e6], unit="MB"))
         groups += [speed, size]
 
         ours, theirs = encode(frame), ctx.inputs.image("4K", "RGB", content=content).read_bytes()
         for label, data in (("imgconv-written", ours), ("Pillow-written input", theirs)):
             group = Group("png", f"decode {w}x{h} RGB, {label}, {content}", reference=PILLOW_DECODE)
-            group.rows.append(Row(PILLOW_DECODE, timed(lambda: np.asarray(Image.open(io.BytesIO(data))), ctx.settings)))
+            samples = timed_together({PILLOW_DECODE: lambda data=data: np.asarray(Image.open(io.BytesIO(data))),
+                                      READER: lambda data=data: png.read_png(data)}, settings)
             taken = png.read_png(data) is not None
             note = "" if taken else "declined (rows filtered with Paeth or Average): imgconv leaves such files to Pillow"
-            group.rows.append(Row(READER, timed(lambda: png.read_png(data), ctx.settings), note=note))
+            group.rows += [Row(PILLOW_DECODE, samples[PILLOW_DECODE]), Row(READER, samples[READER], note=note)]
             groups.append(group)
     return groups
 

@@ -326,6 +326,15 @@ def test_damaged_files_are_left_to_pillow_and_its_errors(monkeypatch):
 
 
 @needs_isal
+def test_many_runs_of_alternating_filters_are_left_to_pillow(monkeypatch):
+    samples = random_samples(8, 2, (12, 3), np.random.default_rng(6))
+    data = make_png(samples, 8, 2, filters=(SUB, UP))
+    assert png.read_png(data) is not None
+    monkeypatch.setattr(png, "_MAX_RUNS", 4)  # 12 rows make 12 runs
+    assert not assert_same_picture(data, "auto", monkeypatch)
+
+
+@needs_isal
 def test_the_pixel_limit_leaves_the_refusal_to_the_usual_check():
     data = make_png(np.zeros((20, 30, 1), int), 8, 0)
     assert png.read_png(data, max_pixels=599) is None
