@@ -10,7 +10,6 @@ tested on files no single library writes.
 from __future__ import annotations
 
 import io
-import itertools
 import struct
 import zlib
 
