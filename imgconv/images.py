@@ -268,7 +268,7 @@ def _read_image(data: bytes, subject: str, *, color: str, max_pixels: int) -> Pi
     from imgconv.png import read_png
 
     # imgconv's own PNG decoder takes the PNGs it reads exactly as Pillow would, faster; None: Pillow's turn.
-    fast = read_png(data, color=color, max_pixels=max_pixels) if data[:8] == b"\x89PNG\r\n\x1a\n" else None
+    fast = read_png(data, color=color, max_pixels=max_pixels)
     if fast is not None:
         planes, alpha, depth = fast
         return Picture(planes, alpha, "PNG", depth)

@@ -21,6 +21,19 @@ from imgconv import images, png
 
 needs_isal = pytest.mark.skipif(png.isal_zlib is None, reason="isal is not installed on this platform")
 
+#: libvips (the ``vips`` extra) takes what numpy cannot: Paeth and Average rows, interlacing.
+VIPS = png._pyvips() is not None
+
+
+def expect_taken(kind, filters_used, color, *, interlaced=False, transparency=False) -> bool:
+    """Whether imgconv's reader should take a file (not leave it to Pillow)."""
+    bits, color_type = kind
+    if color == "gray" and (color_type in (2, 3, 6) or kind == (16, 4)):
+        return False  # a colour source: Pillow's luma conversion
+    if not interlaced and filters_used <= {NONE, SUB, UP}:
+        return True
+    return VIPS and bits >= 8 and color_type != 3 and not transparency
+
 #: (bit depth, colour type) -> channels: every combination PNG allows.
 KINDS = {
     (1, 0): 1, (2, 0): 1, (4, 0): 1, (8, 0): 1, (16, 0): 1,
@@ -189,9 +202,8 @@ def test_every_kind_and_filter_reads_as_pillow_reads_it(kind, filters, monkeypat
         data = make_png(samples, bits, color_type, filters=FILTER_SETS[filters], **options)
         for color in ("auto", "gray", "rgb"):
             taken = assert_same_picture(data, color, monkeypatch)
-            colour_source = color_type in (2, 3, 6) or kind == (16, 4)
             used = {FILTER_SETS[filters][row % len(FILTER_SETS[filters])] for row in range(shape[0])}
-            assert taken == (used <= {NONE, SUB, UP} and not (color == "gray" and colour_source))
+            assert taken == expect_taken(kind, used, color)
 
 
 @needs_isal
@@ -218,21 +230,23 @@ def test_gray_and_rgb_transparency_is_ignored_as_before(kind, monkeypatch):
     bits, color_type = kind
     samples = random_samples(bits, color_type, (6, 6), np.random.default_rng(1))
     transparency = b"\x00\x01" if color_type == 0 else b"\x00\x01\x00\x02\x00\x03"
-    data = make_png(samples, bits, color_type, filters=(UP,), transparency=transparency)
-    assert assert_same_picture(data, "auto", monkeypatch)
+    for filters in ((UP,), (PAETH,)):
+        data = make_png(samples, bits, color_type, filters=filters, transparency=transparency)
+        expected = expect_taken(kind, set(filters), "auto", transparency=True)
+        assert assert_same_picture(data, "auto", monkeypatch) == expected
     short = make_png(samples, bits, color_type, filters=(UP,), transparency=b"\x00")
     assert png.read_png(short) is None  # Pillow refuses a truncated tRNS: its error stays its own
 
 
 @needs_isal
 @pytest.mark.parametrize("kind", [(1, 0), (4, 3), (8, 2), (16, 0), (16, 6)])
-def test_interlaced_files_are_left_to_pillow(kind, monkeypatch):
+def test_interlaced_files_read_as_pillow_reads_them(kind, monkeypatch):
     bits, color_type = kind
     rng = np.random.default_rng(7)
     options = {"palette": bytes(range(48))} if color_type == 3 else {}
     samples = random_samples(bits, color_type, (11, 10), rng, 16)
-    data = make_png(samples, bits, color_type, filters=(SUB, UP), interlace=True, **options)
-    assert not assert_same_picture(data, "auto", monkeypatch)
+    data = make_png(samples, bits, color_type, filters=(SUB, UP, PAETH), interlace=True, **options)
+    assert assert_same_picture(data, "auto", monkeypatch) == expect_taken(kind, {SUB}, "auto", interlaced=True)
 
 
 PILLOW_MODES = ["1", "L", "LA", "RGB", "RGBA", "P", "I;16"]
@@ -313,23 +327,49 @@ def test_damaged_files_are_left_to_pillow_and_its_errors(monkeypatch):
     extra_pixels = make_png(np.zeros((9, 8, 1), int), 8, 0)[:33] + good[33:]  # claims 9 rows, holds 8
     for data in (bad_header_crc, truncated, extra_pixels, good.replace(b"IEND", b"IENX")):
         assert png.read_png(data) is None
-
-        def outcome(read):
-            try:
-                return read().data.tobytes()
-            except images.InputError as exc:
-                return str(exc)
-
         with_decoder = outcome(lambda: images._read_image(data, "test.png", color="auto", max_pixels=10**6))
         assert with_decoder == outcome(lambda: pillow_route(data, "auto", monkeypatch, 10**6))
 
 
 @needs_isal
-def test_many_runs_of_alternating_filters_are_left_to_pillow(monkeypatch):
+def test_many_runs_of_alternating_filters_are_left_to_libvips_or_pillow(monkeypatch):
     samples = random_samples(8, 2, (12, 3), np.random.default_rng(6))
     data = make_png(samples, 8, 2, filters=(SUB, UP))
     assert png.read_png(data) is not None
     monkeypatch.setattr(png, "_MAX_RUNS", 4)  # 12 rows make 12 runs
+    assert assert_same_picture(data, "auto", monkeypatch) == VIPS
+
+
+def outcome(read) -> bytes | str:
+    """The pixels a reading gives, or its error message."""
+    try:
+        return read().data.tobytes()
+    except images.InputError as exc:
+        return str(exc)
+
+
+@needs_isal
+@pytest.mark.parametrize("filters", [(UP,), (PAETH, AVERAGE)], ids=["numpy", "libvips"])
+def test_damaged_pixel_data_gives_pillows_outcome(filters, monkeypatch):
+    """Whichever decoder sees a damaged stream first, the user gets Pillow's result or error."""
+    samples = random_samples(8, 2, (30, 40), np.random.default_rng(13))
+    compressed = zlib.compress(filtered_stream(packed_rows(samples.reshape(30, -1), 8), 3, filters))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 40, 30, 8, 2, 0, 0, 0))
+    flipped = bytearray(compressed)
+    flipped[len(flipped) // 2] ^= 0x10
+    streams = {"flipped bit": bytes(flipped), "cut short": compressed[: len(compressed) * 2 // 3],
+               "no checksum": compressed[:-4], "trailing bytes": compressed + b"junk"}
+    for name, stream in streams.items():
+        data = png.SIGNATURE + header + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+        ours = outcome(lambda: images._read_image(data, "test.png", color="auto", max_pixels=10**6))
+        assert ours == outcome(lambda: pillow_route(data, "auto", monkeypatch, 10**6)), name
+
+
+def test_without_libvips_paeth_files_go_to_pillow(monkeypatch):
+    monkeypatch.setattr(png, "_PYVIPS", None)
+    samples = random_samples(8, 6, (9, 9), np.random.default_rng(14))
+    data = make_png(samples, 8, 6, filters=(PAETH,))
+    assert png.read_png(data) is None
     assert not assert_same_picture(data, "auto", monkeypatch)
 
 
