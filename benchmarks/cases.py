@@ -299,11 +299,23 @@ def png_codec(ctx: Context) -> list[Group]:
             group = Group("png", f"decode {w}x{h} RGB, {label}, {content}", reference=PILLOW_DECODE)
             samples = timed_together({PILLOW_DECODE: lambda data=data: np.asarray(Image.open(io.BytesIO(data))),
                                       READER: lambda data=data: png.read_png(data)}, settings)
-            taken = png.read_png(data) is not None
-            note = "" if taken else "declined (rows filtered with Paeth or Average): imgconv leaves such files to Pillow"
-            group.rows += [Row(PILLOW_DECODE, samples[PILLOW_DECODE]), Row(READER, samples[READER], note=note)]
+            group.rows += [Row(PILLOW_DECODE, samples[PILLOW_DECODE]), Row(READER, samples[READER], note=_route(data))]
             groups.append(group)
     return groups
+
+
+def _route(data: bytes) -> str:
+    """Which of read_png's routes decodes ``data``."""
+    from imgconv import png
+
+    if png.read_png(data) is None:
+        return "declined: imgconv's reader hands the file to Pillow"
+    saved, png._PYVIPS = png._PYVIPS, None
+    try:
+        by_numpy = png.read_png(data) is not None
+    finally:
+        png._PYVIPS = saved
+    return "ISA-L and numpy" if by_numpy else "libvips (rows filtered with Paeth or Average)"
 
 
 CASES = {

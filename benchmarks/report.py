@@ -106,9 +106,10 @@ def evaluate(groups: list[Group]) -> list[Target]:
         size = _find(groups, "png", f"encoded size, {content}")
         targets.append(_at_most(f"PNG encode, {content}: imgconv writer size / previous writer size",
                                 size.ratio(WRITER) if size else None, 1))
-        decode = _find(groups, "png", f"imgconv-written, {content}")
-        targets.append(_at_least(f"PNG decode, imgconv-written, {content}: Pillow time / imgconv read_png time",
-                                 decode.ratio(PILLOW_DECODE, READER) if decode else None, 1.5))
+        for written in ("imgconv-written", "Pillow-written input"):
+            decode = _find(groups, "png", f"{written}, {content}")
+            targets.append(_at_least(f"PNG decode, {written}, {content}: Pillow time / imgconv read_png time",
+                                     decode.ratio(PILLOW_DECODE, READER) if decode else None, 1.5))
     return targets
 
 
