@@ -359,10 +359,15 @@ def test_damaged_pixel_data_gives_pillows_outcome(filters, monkeypatch):
     flipped[len(flipped) // 2] ^= 0x10
     streams = {"flipped bit": bytes(flipped), "cut short": compressed[: len(compressed) * 2 // 3],
                "no checksum": compressed[:-4], "trailing bytes": compressed + b"junk"}
-    for name, stream in streams.items():
-        data = png.SIGNATURE + header + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+    files = {name: png.SIGNATURE + header + chunk(b"IDAT", stream) + chunk(b"IEND", b"") for name, stream in streams.items()}
+    intact = png.SIGNATURE + header + chunk(b"IDAT", compressed) + chunk(b"IEND", b"")
+    crc_at = len(png.SIGNATURE + header) + 8 + len(compressed)
+    files["bad IDAT checksum"] = intact[:crc_at] + bytes([intact[crc_at] ^ 1]) + intact[crc_at + 1 :]
+    for name, data in files.items():
         ours = outcome(lambda: images._read_image(data, "test.png", color="auto", max_pixels=10**6))
         assert ours == outcome(lambda: pillow_route(data, "auto", monkeypatch, 10**6)), name
+    assert isinstance(outcome(lambda: images._read_image(files["bad IDAT checksum"], "t.png", color="auto",
+                                                         max_pixels=10**6)), bytes)  # read, as before
 
 
 def test_without_libvips_paeth_files_go_to_pillow(monkeypatch):
