@@ -23,12 +23,15 @@ slower.  Without ``isal`` (a platform with no wheel) zlib does every level.
 Reading: a PNG that is provably decoded the same way as Pillow decodes it
 (see ``read_png``) is inflated by ISA-L, in parallel when its IDAT chunks
 are independent pieces like the ones this writer makes, and unfiltered with
-numpy; every other PNG is left to Pillow.  Rows filtered with "Average" or
-"Paeth" (Pillow's and libpng's adaptive choice) need a sequential loop per
-byte, which numpy cannot do fast, so such files go to Pillow too.  The
-library decoders on PyPI (libspng through pyspng, libpng and libspng through
-imagecodecs) were only 1.3-1.4x faster than Pillow on a 4K photo, as their
-inflate is zlib's (pyspng's a 2017 zlib 1.2.11), so none of them is used.
+numpy.  Rows filtered with "Average" or "Paeth" (Pillow's and libpng's
+adaptive choice) need a sequential loop per byte, which numpy cannot do
+fast: such files, and interlaced ones, go to libvips when the optional
+``pyvips`` is installed (libpng with zlib-ng, about twice Pillow's speed),
+for the kinds it returns unchanged.  The other library decoders on PyPI
+(libspng through pyspng, libpng and libspng through imagecodecs) were only
+1.3-1.4x faster than Pillow on a 4K photo, as their inflate is zlib's
+(pyspng's a 2017 zlib 1.2.11), so none of them is used.  Everything else is
+left to Pillow.
 
 >>> import io, numpy as np
 >>> pixels = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
@@ -245,16 +248,17 @@ def read_png(
     reads them, or None to leave the file to that route.
 
     It takes only what it can prove gives Pillow's pixels: a well-formed,
-    non-interlaced, single-frame PNG with the checksums Pillow checks right
-    (all but the IDAT chunks'), rows
-    filtered with None, Sub or Up, a complete zlib stream of exactly the
-    image's size, and nothing that could carry an EXIF orientation.  Pillow's
-    readings are reproduced exactly: 1/2/4-bit gray scaled to 0..255, 16-bit
-    gray kept, 16-bit colour cut to its high bytes, 16-bit gray + alpha as
-    RGBA, palette colour looked up (alpha from tRNS), tRNS of gray and RGB
-    ignored.  ``color`` follows ``--color``; 'gray' on a colour source is
-    left to Pillow's luma conversion.  Over ``max_pixels`` it declines, so
-    the caller's check reports the file.
+    single-frame PNG with the checksums Pillow checks right (all but the
+    IDAT chunks'), a complete zlib stream of exactly the image's size, and
+    nothing that could carry an EXIF orientation.  Rows filtered with None,
+    Sub or Up are inflated by ISA-L and unfiltered here; Paeth, Average and
+    interlaced files of the kinds libvips returns unchanged go to libvips
+    when it is installed.  Pillow's readings are reproduced exactly: 1/2/4-bit
+    gray scaled to 0..255, 16-bit gray kept, 16-bit colour cut to its high
+    bytes, 16-bit gray + alpha as RGBA, palette colour looked up (alpha from
+    tRNS), tRNS of gray and RGB ignored.  ``color`` follows ``--color``;
+    'gray' on a colour source is left to Pillow's luma conversion.  Over
+    ``max_pixels`` it declines, so the caller's check reports the file.
     """
     if isal_zlib is None:
         return None  # zlib's inflate is no faster than Pillow's own
@@ -468,9 +472,9 @@ def _unfilter(filtered: np.ndarray, layout: _Layout) -> np.ndarray | None:
 
 def _vips_rows(data: bytes | memoryview, layout: _Layout) -> np.ndarray | None:
     """The unfiltered rows (H x stride bytes, 16-bit big-endian, as ``_unfilter``
-    gives them) decoded by libvips, when ``pyvips`` is installed: libspng with
-    zlib-ng unfilters Paeth and Average rows and de-interlaces in C, about
-    twice Pillow's speed.  Only for the kinds where libvips returns the stored
+    gives them) decoded by libvips, when ``pyvips`` is installed: its libpng
+    with zlib-ng unfilters Paeth and Average rows and de-interlaces in C,
+    about twice Pillow's speed (a system libvips may use libspng instead).  Only for the kinds where libvips returns the stored
     samples unchanged: 8- and 16-bit gray, gray + alpha, RGB and RGBA without
     a tRNS chunk (libvips would turn one into an alpha band).  Palette and
     1/2/4-bit files are left to Pillow."""
