@@ -314,17 +314,25 @@ def _run_pool(tasks: Sequence[Task], work: Work, processes: int, record) -> None
     if method == "forkserver":
         context.set_forkserver_preload(["imgconv.jobs", "imgconv.convolve", "imgconv.images", "imgconv.pooling"])
     pool = context.Pool(processes, initializer=_init_worker, initargs=(work,))
+    stopped = False
     try:
         for index, failure in pool.imap_unordered(_pool_task, enumerate(tasks), chunksize=1):
             if record(tasks[index], failure):
+                stopped = True
                 break
     except BaseException:
         pool.terminate()
         pool.join()
         raise
+    if stopped:
+        pool.terminate()  # ends the pending work after a --fail-fast stop
     else:
-        pool.terminate()  # also ends the pending work after a --fail-fast stop
-        pool.join()
+        # All done: let idle workers take the end-of-work sentinel and exit.
+        # terminate() would SIGTERM them, and a signal landing just before a
+        # worker blocks on the task queue's lock is never handled, so the
+        # join below waited forever (seen with quick, one-file batches).
+        pool.close()
+    pool.join()
 
 
 def remove_temporaries(tasks: Iterable[Task]) -> None:

@@ -511,8 +511,32 @@ def _pyvips():
             _PYVIPS = None
         else:
             pyvips.cache_set_max(0)
+            _quiet(pyvips)
             _PYVIPS = pyvips
     return _PYVIPS
+
+
+def _quiet(pyvips) -> None:
+    """Keep libvips' messages out of Python while it decodes.
+
+    pyvips routes every libvips message through a Python callback, and
+    libvips reports each finished thread pool, so each decode calls back into
+    Python; a signal handled during that callback has its exception swallowed
+    by cffi, and a batch worker told to stop (SIGTERM raises SystemExit)
+    carried on.  Keep the callback for warnings and errors only (a decode
+    that warns fails anyway), and keep those off stderr: imgconv reports a
+    failed file in one line of its own.
+    """
+    import logging
+
+    logging.getLogger("pyvips").addHandler(logging.NullHandler())
+    try:
+        flags = pyvips.GLogLevelFlags
+        pyvips._remove_log_handler()
+        levels = flags.LEVEL_WARNING | flags.LEVEL_CRITICAL | flags.LEVEL_ERROR | flags.FLAG_FATAL | flags.FLAG_RECURSION
+        pyvips._log_handler_id = pyvips.glib_lib.g_log_set_handler(b"VIPS", levels, pyvips._log_handler_cb, pyvips.ffi.NULL)
+    except AttributeError:  # another pyvips: its own handler stays
+        pass
 
 
 _PYVIPS = False  # not yet imported: pyvips costs ~20 ms, paid only for PNGs that need it

@@ -370,6 +370,32 @@ def test_damaged_pixel_data_gives_pillows_outcome(filters, monkeypatch):
                                                          max_pixels=10**6)), bytes)  # read, as before
 
 
+@pytest.mark.skipif(not VIPS, reason="pyvips is not installed")
+def test_libvips_does_not_call_into_python_while_it_decodes():
+    """A signal handled inside pyvips' log callback has its exception swallowed
+    by cffi (a batch worker told to stop carried on); libvips reports every
+    finished thread pool, so only warnings may come through."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("pyvips")
+    handler, level = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        data = make_png(random_samples(8, 2, (40, 30), np.random.default_rng(15)), 8, 2, filters=(PAETH,))
+        assert png.read_png(data) is not None
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not [message for message in records if message.startswith("VIPS:")]
+
+
 def test_without_libvips_paeth_files_go_to_pillow(monkeypatch):
     monkeypatch.setattr(png, "_PYVIPS", None)
     samples = random_samples(8, 6, (9, 9), np.random.default_rng(14))
