@@ -13,8 +13,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed
-from inputs import Inputs
+from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed, timed_together
+from inputs import CONTENTS, Inputs
 
 #: (label, imgconv spec) for the throughput case, small kernels first.
 KERNELS = [
@@ -135,20 +135,21 @@ def whole_process(ctx: Context) -> list[Group]:
     w, h = ctx.inputs.size["4K"]
     groups = []
     for ext in ("png", "ppm", "tif"):
-        source, target = ctx.inputs.image("4K", "RGB", ext), out / f"imgconv.{ext}"
-        group = Group("whole", f"{w}x{h} RGB {ext.upper()} -> {ext.upper()}, sharpen", reference="imgconv apply")
-        group.rows.append(Row("imgconv apply", timed(lambda: run([*ctx.imgconv, "apply", "-k", "sharpen", source, target]), ctx.settings)))
-        if ctx.magick is None:
-            group.rows.append(Row("ImageMagick convert", skipped=ctx.magick_missing))
-        else:
-            convert = [*ctx.magick.convert, source, "-morphology", "Convolve", SHARPEN_IM]
-            group.rows.append(Row("ImageMagick convert", timed(lambda: run([*convert, out / f"magick.{ext}"]), ctx.settings)))
-            if ext == "png":
-                # ImageMagick's default PNG effort is zlib level 7, imgconv's is 1;
-                # this row separates the encoder setting from the filtering.
-                fast = timed(lambda: run([*convert, "-quality", "15", out / f"magick-fast.{ext}"]), ctx.settings)
-                group.rows.append(Row("ImageMagick convert -quality 15", fast, note="zlib level 1, like imgconv's default"))
-        groups.append(group)
+        for content in CONTENTS:
+            source, target = ctx.inputs.image("4K", "RGB", ext, content), out / f"imgconv.{ext}"
+            group = Group("whole", f"{w}x{h} RGB {ext.upper()} -> {ext.upper()}, sharpen, {content}", reference="imgconv apply")
+            group.rows.append(Row("imgconv apply", timed(lambda: run([*ctx.imgconv, "apply", "-k", "sharpen", source, target]), ctx.settings)))
+            if ctx.magick is None:
+                group.rows.append(Row("ImageMagick convert", skipped=ctx.magick_missing))
+            else:
+                convert = [*ctx.magick.convert, source, "-morphology", "Convolve", SHARPEN_IM]
+                group.rows.append(Row("ImageMagick convert", timed(lambda: run([*convert, out / f"magick.{ext}"]), ctx.settings)))
+                if ext == "png":
+                    # ImageMagick's default PNG effort is zlib level 7, imgconv's is 1;
+                    # this row separates the encoder setting from the filtering.
+                    fast = timed(lambda: run([*convert, "-quality", "15", out / f"magick-fast.{ext}"]), ctx.settings)
+                    group.rows.append(Row("ImageMagick convert -quality 15", fast, note="zlib level 1, like imgconv's default"))
+            groups.append(group)
     return groups
 
 
@@ -160,16 +161,22 @@ ONE_CALL, PER_FILE = "imgconv, one call", "imgconv, one process per file"
 
 
 def batch(ctx: Context) -> list[Group]:
-    photos = sorted(ctx.inputs.photos.glob("*.png"))
-    out = ctx.settings.work / "out-batch"
+    has_batch, has_jobs = batch_mode(ctx.imgconv)
+    return [_batch(ctx, content, has_batch, has_jobs) for content in CONTENTS]
+
+
+def _batch(ctx: Context, content: str, has_batch: bool, has_jobs: bool) -> Group:
+    folder = ctx.inputs.photos(content)
+    photos = sorted(folder.glob("*.png"))
+    out = ctx.settings.work / "out-batch" / content
     for name in ("mogrify", "per-file", "one-call"):
         (out / name).mkdir(parents=True, exist_ok=True)
-    has_batch, has_jobs = batch_mode(ctx.imgconv)
-    group = Group("batch", f"{len(photos)} photos, 512x512 RGB PNG, sharpen", reference=ONE_CALL if has_batch else PER_FILE)
+    title = f"{len(photos)} photos, 512x512 RGB PNG, sharpen, {content}"
+    group = Group("batch", title, reference=ONE_CALL if has_batch else PER_FILE)
 
     if has_batch:
         jobs = ["--jobs", str(os.cpu_count() or 1)] if has_jobs else []
-        command = [*ctx.imgconv, "apply", "-k", "sharpen", ctx.inputs.photos / "*.png", "-o", out / "one-call" / "{stem}.png", *jobs]
+        command = [*ctx.imgconv, "apply", "-k", "sharpen", folder / "*.png", "-o", out / "one-call" / "{stem}.png", *jobs]
         group.rows.append(Row(ONE_CALL, timed(lambda: run(command), ctx.settings), note=" ".join(jobs)))
     else:
         group.rows.append(Row(ONE_CALL, skipped="this imgconv has no batch mode yet (apply --help lists no --output)"))
@@ -185,7 +192,7 @@ def batch(ctx: Context) -> list[Group]:
     else:
         command = [*ctx.magick.mogrify, "-path", out / "mogrify", "-morphology", "Convolve", SHARPEN_IM, *photos]
         group.rows.append(Row("ImageMagick mogrify", timed(lambda: run(command), ctx.settings)))
-    return [group]
+    return group
 
 
 # --------------------------------------------------------------------------
@@ -217,20 +224,101 @@ RAW = "raw image (W x H x 3 bytes)"
 
 def memory(ctx: Context) -> list[Group]:
     w, h = ctx.inputs.size["8K"]
-    source = ctx.inputs.image("8K", "RGB")
     target = ctx.settings.work / "out-memory.png"
     groups = []
-    for label, spec in (KERNELS[0], KERNELS[-1]):
-        group = Group("memory", f"{w}x{h} RGB PNG -> PNG, {label}", reference=RAW)
-        group.rows.append(Row(RAW, [w * h * 3 / 1e6], unit="MB", note="computed"))
-        # One run each: peak RSS barely varies, and the 31x31 run is the slowest of the harness.
-        rss, how = peak_rss_mb([*ctx.imgconv, "apply", "-k", spec, source, target])
-        group.rows.append(Row("imgconv apply", [rss], unit="MB", note=f"max RSS by {how}, one run"))
-        groups.append(group)
+    for content in CONTENTS:
+        source = ctx.inputs.image("8K", "RGB", content=content)
+        for label, spec in (KERNELS[0], KERNELS[-1]):
+            group = Group("memory", f"{w}x{h} RGB PNG -> PNG, {label}, {content}", reference=RAW)
+            group.rows.append(Row(RAW, [w * h * 3 / 1e6], unit="MB", note="computed"))
+            # One run each: peak RSS barely varies, and the 31x31 run is the slowest of the harness.
+            rss, how = peak_rss_mb([*ctx.imgconv, "apply", "-k", spec, source, target])
+            group.rows.append(Row("imgconv apply", [rss], unit="MB", note=f"max RSS by {how}, one run"))
+            groups.append(group)
     return groups
 
 
-from server_case import server  # noqa: E402 - case 6 lives in its own module
+# --------------------------------------------------------------------------
+# 6. the PNG codec, in process
+
+
+PREVIOUS_WRITER = "previous writer (zlib level 1)"
+WRITER = "imgconv writer (ISA-L level 1)"
+PILLOW_DECODE = "Pillow decode"
+READER = "imgconv read_png"
+
+
+def png_codec(ctx: Context) -> list[Group]:
+    """Encode and decode a sharpened 4K RGB frame (what ``imgconv apply -k
+    sharpen`` writes) against the previous writer and Pillow."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from imgconv import filter_image, parse_spec, png, png_read, png_vips
+
+    def encode(pixels, **options) -> bytes:
+        buffer = io.BytesIO()
+        png.write_png(pixels, buffer, **options)
+        return buffer.getvalue()
+
+    def previous(pixels) -> bytes:
+        # The writer before ISA-L: the same filter and pieces, deflated by zlib at level 1.
+        saved, png.isal_zlib = png.isal_zlib, None
+        try:
+            return encode(pixels, level=1)
+        finally:
+            png.isal_zlib = saved
+
+    def pillow(pixels) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG", compress_level=1)
+        return buffer.getvalue()
+
+    # Calls of a fraction of a second: more of them, for steadier medians.
+    settings = dataclasses.replace(ctx.settings, repeats=2 * ctx.settings.repeats + 1)
+    groups = []
+    w, h = ctx.inputs.size["4K"]
+    for content in CONTENTS:
+        source = np.asarray(Image.open(ctx.inputs.image("4K", "RGB", content=content)))
+        frame = filter_image(source, [parse_spec("sharpen")])
+        speed = Group("png", f"encode {w}x{h} RGB, sharpened, {content}", reference=PREVIOUS_WRITER)
+        size = Group("png", f"encoded size, {content}", reference=PREVIOUS_WRITER)
+        writers = {PREVIOUS_WRITER: previous, WRITER: encode, "Pillow compress_level=1": pillow}
+        # In turn, so that a passing load on the shared machine weighs on each alike.
+        samples = timed_together({subject: lambda write=write: write(frame) for subject, write in writers.items()},
+                                 settings)
+        for subject, write in writers.items():
+            speed.rows.append(Row(subject, samples[subject]))
+            size.rows.append(Row(subject, [len(write(frame)) / 1e6], unit="MB"))
+        groups += [speed, size]
+
+        ours, theirs = encode(frame), ctx.inputs.image("4K", "RGB", content=content).read_bytes()
+        for label, data in (("imgconv-written", ours), ("Pillow-written input", theirs)):
+            group = Group("png", f"decode {w}x{h} RGB, {label}, {content}", reference=PILLOW_DECODE)
+            samples = timed_together({PILLOW_DECODE: lambda data=data: np.asarray(Image.open(io.BytesIO(data))),
+                                      READER: lambda data=data: png_read.read_png(data)}, settings)
+            group.rows += [Row(PILLOW_DECODE, samples[PILLOW_DECODE]), Row(READER, samples[READER], note=_route(data))]
+            groups.append(group)
+    return groups
+
+
+def _route(data: bytes) -> str:
+    """Which of read_png's routes decodes ``data``."""
+    from imgconv import png_read, png_vips
+
+    if png_read.read_png(data) is None:
+        return "declined: imgconv's reader hands the file to Pillow"
+    saved, png_vips.ENABLED = png_vips.ENABLED, False
+    try:
+        by_numpy = png_read.read_png(data) is not None
+    finally:
+        png_vips.ENABLED = saved
+    return "ISA-L and numpy" if by_numpy else "libvips (rows filtered with Paeth or Average)"
+
+
+from server_case import server  # noqa: E402 - case 7 lives in its own module
 
 CASES = {
     "throughput": throughput,
@@ -238,5 +326,6 @@ CASES = {
     "batch": batch,
     "startup": startup,
     "memory": memory,
+    "png": png_codec,
     "server": server,
 }

@@ -106,6 +106,23 @@ def timed(call: Callable[[], object], settings: Settings, *, warm_up: bool = Tru
     return samples
 
 
+def timed_together(calls: dict[str, Callable[[], object]], settings: Settings) -> dict[str, list[float]]:
+    """Wall times of several calls taken in turn (A B C A B C ...), after one
+    warm-up each: a load that comes and goes on a shared machine then falls
+    on every subject alike, so their ratios hold even when the times drift."""
+    for call in calls.values():
+        call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    while min(map(len, samples.values())) < settings.repeats:
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            samples[name].append(time.perf_counter() - start)
+        if sum(map(sum, samples.values())) > settings.budget and min(map(len, samples.values())) >= 3:
+            break
+    return samples
+
+
 def run(command: Sequence[str | os.PathLike[str]], **kwargs) -> subprocess.CompletedProcess:
     """Run a command quietly; a failure stops the harness with its stderr."""
     done = subprocess.run([str(c) for c in command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)

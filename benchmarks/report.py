@@ -12,8 +12,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from cases import AUTO, ONE_CALL, PER_FILE, RAW
+from cases import AUTO, ONE_CALL, PER_FILE, PILLOW_DECODE, PREVIOUS_WRITER, RAW, READER, WRITER
 from harness import Group
+from inputs import CONTENTS, PHOTO_LIKE, UPSCALED
 from server_case import CONVERT, IN_PROCESS, MEMORY_TITLE, MINIMAL, PHOTO_TITLE, SERVED, TINY_TITLE, TOTAL_PSS
 
 STARTUP_LIMIT = 0.150  # seconds
@@ -62,34 +63,54 @@ def evaluate(groups: list[Group]) -> list[Target]:
         cost = large.row(AUTO).median / small.row(AUTO).median
     targets.append(_at_most("throughput, RGB: imgconv auto 31x31 Gaussian time / 3x3 sharpen time", cost, 3))
 
-    whole = _find(groups, "whole", "PNG -> PNG, sharpen")
-    magick = whole.ratio("ImageMagick convert") if whole else None
-    targets.append(_at_most("whole process, PNG: imgconv apply time / ImageMagick convert time",
-                            1 / magick if magick else None, 0.5))
+    # Issue 15 asks for 0.15 of ImageMagick's time on the upscaled frame; on
+    # photo-like content, where ImageMagick's encoder is not punished by
+    # smooth pixels, the bound is 0.4.
+    for content, bound in ((UPSCALED, 0.15), (PHOTO_LIKE, 0.4)):
+        whole = _find(groups, "whole", f"PNG -> PNG, sharpen, {content}")
+        magick = whole.ratio("ImageMagick convert") if whole else None
+        targets.append(_at_most(f"whole process, PNG, {content}: imgconv apply time / ImageMagick convert time",
+                                1 / magick if magick else None, bound))
 
-    batch = next((g for g in groups if g.case == "batch"), None)
-    mogrify = batch.ratio("ImageMagick mogrify") if batch else None
-    targets.append(_at_least(f"batch: mogrify time / best imgconv time ({batch.reference if batch else '-'})", mogrify, 3))
-    one_call = batch.ratio(PER_FILE, ONE_CALL) if batch else None
-    targets.append(_at_least("batch: one process per file time / one call time (one call beats many)",
-                             one_call, 1.0 + 1e-9))
-    targets[-1].need = "> 1"
+    for content in CONTENTS:
+        batch = _find(groups, "batch", content)
+        mogrify = batch.ratio("ImageMagick mogrify") if batch else None
+        reference = batch.reference if batch else "-"
+        targets.append(_at_least(f"batch, {content}: mogrify time / best imgconv time ({reference})", mogrify, 3))
+        one_call = batch.ratio(PER_FILE, ONE_CALL) if batch else None
+        targets.append(_at_least(f"batch, {content}: one process per file time / one call time (one call beats many)",
+                                 one_call, 1.0 + 1e-9))
+        targets[-1].need = "> 1"
 
     start = next((g for g in groups if g.case == "startup"), None)
     for subject in ("imgconv --help", "imgconv kernels list"):
         row = start.row(subject) if start else None
         targets.append(_at_most(f"start-up: {subject} wall time", row.median * 1000 if row else None, STARTUP_LIMIT * 1000, " ms"))
 
-    for label in ("3x3 sharpen", "31x31 Gaussian"):
-        group = _find(groups, "memory", label)
-        if group is None:
-            targets.append(Target(f"peak memory, 8K RGB {label}", "4 x raw + 100 MB", None, None))
-            continue
-        raw, peak = group.row(RAW).median, group.row("imgconv apply").median
-        budget = 4 * raw + MEMORY_PER_RUN
-        target = _at_most(f"peak memory, 8K RGB {label}: max RSS of imgconv apply (MB)", peak, budget, " MB")
-        target.need = f"<= {budget:.0f} MB (4 x {raw:.0f} MB + {MEMORY_PER_RUN:.0f} MB)"
-        targets.append(target)
+    for content in CONTENTS:
+        for label in ("3x3 sharpen", "31x31 Gaussian"):
+            group = _find(groups, "memory", f"{label}, {content}")
+            name = f"peak memory, 8K RGB {label}, {content}: max RSS of imgconv apply (MB)"
+            if group is None:
+                targets.append(Target(name, "4 x raw + 100 MB", None, None))
+                continue
+            raw, peak = group.row(RAW).median, group.row("imgconv apply").median
+            budget = 4 * raw + MEMORY_PER_RUN
+            target = _at_most(name, peak, budget, " MB")
+            target.need = f"<= {budget:.0f} MB (4 x {raw:.0f} MB + {MEMORY_PER_RUN:.0f} MB)"
+            targets.append(target)
+
+    for content in CONTENTS:
+        encode = _find(groups, "png", f"sharpened, {content}")
+        speed = encode.ratio(PREVIOUS_WRITER, WRITER) if encode else None
+        targets.append(_at_least(f"PNG encode, {content}: previous writer time / imgconv writer time", speed, 3))
+        size = _find(groups, "png", f"encoded size, {content}")
+        targets.append(_at_most(f"PNG encode, {content}: imgconv writer size / previous writer size",
+                                size.ratio(WRITER) if size else None, 1))
+        for written in ("imgconv-written", "Pillow-written input"):
+            decode = _find(groups, "png", f"{written}, {content}")
+            targets.append(_at_least(f"PNG decode, {written}, {content}: Pillow time / imgconv read_png time",
+                                     decode.ratio(PILLOW_DECODE, READER) if decode else None, 1.5))
     return targets + _server_targets(groups)
 
 
@@ -119,7 +140,7 @@ def _server_targets(groups: list[Group]) -> list[Target]:
 
 def _amount(value: float, unit: str) -> str:
     if unit == "MB":
-        return f"{value:.0f} MB"
+        return f"{value:.0f} MB" if value >= 100 else f"{value:.1f} MB"
     if value < 0.01:
         return f"{value * 1000:.1f} ms"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
@@ -145,7 +166,8 @@ CASE_TITLES = {
     "batch": "3. Batch",
     "startup": "4. Start-up",
     "memory": "5. Peak memory",
-    "server": "6. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
+    "png": "6. PNG codec, in process (one sharpened 4K RGB frame)",
+    "server": "7. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
 }
 
 

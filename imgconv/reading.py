@@ -306,6 +306,11 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, frames: FrameChoice) -> Frames:
     from PIL import Image, UnidentifiedImageError
 
+    if data.startswith(PNG_SIGNATURE):
+        fast = _fast_png(data, color=color, max_pixels=max_pixels)
+        if fast is not None:
+            return Frames("PNG", Animation(), iter([fast]))
+
     image: Any
     with _pillow_reading():
         try:
@@ -332,6 +337,21 @@ def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, fra
     loop = image.info.get("loop")
     animation = Animation(count=count, loop=None if loop is None else int(loop))
     return Frames(source_format, animation, _frames(image, source_format, subject, first, count, color, max_pixels))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _fast_png(data: bytes, *, color: Color, max_pixels: int) -> Picture | None:
+    """A still PNG decoded by imgconv's own reader (``imgconv.png_read``) when
+    it provably gives what Pillow would; None leaves it to Pillow."""
+    from imgconv import png_read
+    from imgconv.metadata import Metadata
+
+    decoded = png_read.read_png(data, color=color, max_pixels=max_pixels)
+    if decoded is None:
+        return None
+    return Picture(decoded.planes, decoded.alpha, "PNG", decoded.depth, metadata=Metadata(icc=decoded.icc))
 
 
 def _check_size(image: Any, subject: str, max_pixels: int) -> None:

@@ -86,6 +86,9 @@ def run_call(conn: socket.socket, fds: list[int], request: dict, channel: socket
             code = 0  # the client gave up and runs the call itself
             return
         conn.settimeout(None)
+        from imgconv import png_vips
+
+        png_vips.ENABLED = True  # a call runs in this forked child, which never forks again
         finished = threading.Event()
         threading.Thread(target=_watch, args=(conn, finished), name="imgconv-client-watch", daemon=True).start()
         code = call_main()

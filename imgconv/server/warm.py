@@ -28,6 +28,8 @@ PRELOAD = (
     "imgconv.picture",
     "imgconv.features",
     "imgconv.png",
+    "imgconv.png_read",
+    "imgconv.png_vips",
     "imgconv.kernels",
     "imgconv.backends.numpy_backend",
     "imgconv.backends.scipy_backend",
@@ -120,8 +122,12 @@ def warm_up() -> list[str]:
     import numpy as np
     from PIL import Image
 
+    from imgconv import png_vips
     from imgconv.cli import cli
 
+    # libvips starts threads once it decodes, and this process forks every
+    # call: it must never decode through libvips (children turn it back on).
+    png_vips.ENABLED = False
     failures = []
     folder = tempfile.mkdtemp(prefix="imgconv-warm-")
     try:
