@@ -1,4 +1,4 @@
-"""The five benchmark cases; each returns the Groups it measured.
+"""The benchmark cases; each returns the Groups it measured.
 
 Subjects that cannot run here (a backend that refuses a kernel, a peer that
 is not installed, batch mode not yet in imgconv) become skipped rows with
@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from cluster_case import cluster
 from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed
 from inputs import Inputs
 
@@ -239,4 +240,5 @@ CASES = {
     "startup": startup,
     "memory": memory,
     "server": server,
+    "cluster": cluster,
 }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cases import AUTO, ONE_CALL, PER_FILE, RAW
+from cluster_case import README_ROW
 from harness import Group
 from server_case import CONVERT, IN_PROCESS, MEMORY_TITLE, MINIMAL, PHOTO_TITLE, SERVED, TINY_TITLE, TOTAL_PSS
 
@@ -90,6 +91,9 @@ def evaluate(groups: list[Group]) -> list[Target]:
         target = _at_most(f"peak memory, 8K RGB {label}: max RSS of imgconv apply (MB)", peak, budget, " MB")
         target.need = f"<= {budget:.0f} MB (4 x {raw:.0f} MB + {MEMORY_PER_RUN:.0f} MB)"
         targets.append(target)
+    cluster = next((g for g in groups if g.case == "cluster"), None)
+    targets.append(_at_most("cluster: --scheduler time / --jobs time, same photos and cores (per-file overhead)",
+                            cluster.ratio(README_ROW) if cluster else None, 1.3))
     return targets + _server_targets(groups)
 
 
@@ -120,6 +124,8 @@ def _server_targets(groups: list[Group]) -> list[Target]:
 def _amount(value: float, unit: str) -> str:
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit != "s":
+        return f"{value:.1f} {unit}"
     if value < 0.01:
         return f"{value * 1000:.1f} ms"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
@@ -146,6 +152,7 @@ CASE_TITLES = {
     "startup": "4. Start-up",
     "memory": "5. Peak memory",
     "server": "6. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
+    "cluster": "7. Dask cluster (local scheduler and workers)",
 }
 
 
