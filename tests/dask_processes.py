@@ -31,6 +31,7 @@ class DaskProcesses:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.scheduler_file = folder / "scheduler.json"
+        self.scheduler_file.unlink(missing_ok=True)  # a stale one would name a scheduler long gone
         self.workers: dict[str, subprocess.Popen] = {}
         self._client = None
         self.scheduler = self._spawn(

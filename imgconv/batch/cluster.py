@@ -1,10 +1,11 @@
-"""Run a batch plan on a Dask cluster: the executor beside ``batch.run``.
+"""Run a batch plan on a Dask cluster: ``ClusterExecutor`` beside ``LocalExecutor``.
 
-The plan (globs, templates, collision checks, --update) is made on the
-client as for a local run; only the execution moves.  ``run`` has the
-contract of ``batch.run``: the same ``work(source, target)`` callable, the
-same progress callback, the same Summary, so a run's files, messages and
-exit code do not depend on where it ran.
+The plan (globs, templates, collision checks, --update) is made by
+``run_files`` on the client as for a local run; only the execution moves.
+``run`` has the contract of ``batch.local.run``: the same ``work(source,
+target)`` callable, the same progress callback (called as each task
+completes), the same Summary, so a run's files, messages and exit code do
+not depend on where it ran.
 
 - Paths travel as absolute paths (the workers must share the filesystem);
   failures come back with the paths the user typed.
@@ -75,8 +76,7 @@ def run(
     batch (see ``cluster_preflight``).  KeyboardInterrupt stops the run as
     described above and returns an interrupted Summary.
     """
-    stdio = next((t for t in tasks if "-" in (t.source, t.target)), None)
-    if stdio is not None:
+    if any("-" in (task.source, task.target) for task in tasks):
         raise UsageFailure(
             "standard input and output stay on this machine; give files to run on a cluster", subject="-"
         )
