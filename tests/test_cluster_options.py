@@ -60,6 +60,13 @@ def test_jobs_with_the_environment_scheduler_says_where_it_came_from(run, photos
     assert "unset IMGCONV_SCHEDULER to run here" in result.stderr
 
 
+def test_an_empty_environment_scheduler_runs_here(run, photos):
+    """IMGCONV_SCHEDULER= (empty) is how a user with the variable set runs one batch locally."""
+    result = run("apply", "-k", "blur", "photos/*.png", "-o", "out/", "--jobs", "2", env={"IMGCONV_SCHEDULER": ""})
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (photos / "out").iterdir()) == ["a.png", "b.png"]
+
+
 def test_scheduler_and_scheduler_file_together_are_refused(run, photos):
     result = run(
         "apply",
