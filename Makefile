@@ -11,11 +11,11 @@ BENCH_STAMP := $(VENV)/.installed-bench
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test]'
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test,dask]'
 	touch $@
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test,bench]'
+	$(BIN)/pip install --quiet --config-settings editable_mode=compat -e '.[test,bench,dask]'
 	touch $@
 
 demo: $(STAMP)

@@ -1,4 +1,4 @@
-"""The five benchmark cases; each returns the Groups it measured.
+"""The benchmark cases; each returns the Groups it measured.
 
 Subjects that cannot run here (a backend that refuses a kernel, a peer that
 is not installed, batch mode not yet in imgconv) become skipped rows with
@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from cluster_case import cluster
 from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed, timed_together
 from inputs import CONTENTS, Inputs
 
@@ -328,4 +329,5 @@ CASES = {
     "memory": memory,
     "png": png_codec,
     "server": server,
+    "cluster": cluster,
 }

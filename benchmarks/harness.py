@@ -54,7 +54,7 @@ class Row:
 
     subject: str
     samples: list[float] = field(default_factory=list)
-    unit: str = "s"  # "s" for wall time, "MB" for memory
+    unit: str = "s"  # "s" for wall time, "MB" for memory, else a count shown with its unit
     skipped: str | None = None
     note: str = ""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cases import AUTO, ONE_CALL, PER_FILE, PILLOW_DECODE, PREVIOUS_WRITER, RAW, READER, WRITER
+from cluster_case import README_ROW
 from harness import Group
 from inputs import CONTENTS, PHOTO_LIKE, UPSCALED
 from server_case import CONVERT, IN_PROCESS, MEMORY_TITLE, MINIMAL, PHOTO_TITLE, SERVED, TINY_TITLE, TOTAL_PSS
@@ -111,6 +112,12 @@ def evaluate(groups: list[Group]) -> list[Target]:
             decode = _find(groups, "png", f"{written}, {content}")
             targets.append(_at_least(f"PNG decode, {written}, {content}: Pillow time / imgconv read_png time",
                                      decode.ratio(PILLOW_DECODE, READER) if decode else None, 1.5))
+    cluster = [g for g in groups if g.case == "cluster"]
+    wall, cpu = (cluster + [None, None])[:2]
+    targets.append(_at_most("cluster: --scheduler time / --jobs time, same photos and cores (per-file overhead)",
+                            wall.ratio(README_ROW) if wall else None, 1.3))
+    targets.append(_at_most("cluster: CPU seconds of all the run's processes, --scheduler / --jobs",
+                            cpu.ratio(README_ROW) if cpu else None, 1.3))
     return targets + _server_targets(groups)
 
 
@@ -141,6 +148,8 @@ def _server_targets(groups: list[Group]) -> list[Target]:
 def _amount(value: float, unit: str) -> str:
     if unit == "MB":
         return f"{value:.0f} MB" if value >= 100 else f"{value:.1f} MB"
+    if unit != "s":
+        return f"{value:.1f} {unit}"
     if value < 0.01:
         return f"{value * 1000:.1f} ms"
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
@@ -168,6 +177,7 @@ CASE_TITLES = {
     "memory": "5. Peak memory",
     "png": "6. PNG codec, in process (one sharpened 4K RGB frame)",
     "server": "7. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
+    "cluster": "8. Dask cluster (local scheduler and workers)",
 }
 
 

@@ -92,7 +92,8 @@ def run_files(
     """Plan the inputs -> outputs, check the plan, run ``work`` on each file.
 
     One input and one output run in this process and raise like any single
-    command; several run as a batch on ``executor`` (by default worker
+    command (unless ``executor`` runs files elsewhere: then it runs them
+    all); several run as a batch on ``executor`` (by default worker
     processes on every CPU) whose failures are reported one by one and whose
     exit code (returned) is the worst of them.  An interrupted batch reports
     its summary, then raises KeyboardInterrupt.
@@ -114,10 +115,10 @@ def run_files(
         for task in tasks:
             reporter.pair(task)
         return 0
-    if len(tasks) == 1 and len(inputs) == 1:
+    executor = executor or LocalExecutor()
+    if len(tasks) == 1 and len(inputs) == 1 and isinstance(executor, LocalExecutor):
         work(tasks[0].source, tasks[0].target)
         return 0
-    executor = executor or LocalExecutor()
     with reporter.progress(len(tasks)) as progress:
         summary = executor(tasks, work, fail_fast=fail_fast, progress=progress)
     summary.skipped = skipped

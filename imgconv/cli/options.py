@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from imgconv.choices import COLORS, FRAME_CHOICES, RANGES
+from imgconv.cli.cluster import cluster_options, reported_in_one_line
 from imgconv.cli.report import CommandReporter, reported
 from imgconv.formats import format_words
 from imgconv.kernels import Kernel
 
 if TYPE_CHECKING:
+    from imgconv.batch import Executor
+    from imgconv.batch.cluster import ClusterOptions
     from imgconv.choices import FrameChoice
     from imgconv.jobs import OutputOptions
 
@@ -127,6 +130,7 @@ def file_options(function: F) -> F:
             click.option("--update", is_flag=True, help="Skip inputs whose output exists and is newer (like make)."),
             click.option("--fail-fast", is_flag=True, help="Stop at the first file that fails."),
             click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors."),
+            cluster_options,
         ],
     )
 
@@ -150,6 +154,7 @@ class FileArguments:
     update: bool
     fail_fast: bool
     quiet: bool
+    cluster: ClusterOptions | None = None  # --scheduler and friends (imgconv.cli.cluster)
 
     def output_options(self) -> OutputOptions:
         from imgconv.jobs import OutputOptions
@@ -172,14 +177,20 @@ class FileArguments:
         """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
         from imgconv.batch import LocalExecutor, run_files
 
-        with reported():
+        executor: Executor = LocalExecutor(self.jobs)
+        errors = reported
+        if self.cluster is not None:
+            from imgconv.batch.cluster import ClusterExecutor
+
+            executor, errors = ClusterExecutor(self.cluster), reported_in_one_line
+        with errors():
             code = run_files(
                 self.paths,
                 self.output,
                 job,
                 label=label,
                 reporter=CommandReporter(quiet=self.quiet),
-                executor=LocalExecutor(self.jobs),
+                executor=executor,
                 in_place=self.in_place,
                 dry_run=self.dry_run,
                 update=self.update,
