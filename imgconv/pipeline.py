@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -60,13 +60,79 @@ def run(planes: np.ndarray, plan: FilterPlan, finish: AnyFinish, *, subject: str
     """
     plan.check_fits(planes.shape[:2], subject=subject)
     engine = plan.engine(integer_input=integer_valued(planes))
-    values = planes
+    rows = chain(ArrayRows(planes), plan, engine, finish)
+    values = rows.read(0, rows.shape[0])
+    del rows  # the steps' cached blocks, before normalize makes its copies
+    return values if finish.elementwise else finish(values)
+
+
+class Rows(Protocol):
+    """An H x W x C image whose rows can be read in ranges: a picture in
+    memory, a file read strip by strip, or a kernel step computed on demand."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start`` to ``stop`` (R x W x C); read them in increasing order where you can."""
+        ...
+
+
+class ArrayRows:
+    """Rows of an array in memory: every read is a view, nothing is copied."""
+
+    def __init__(self, planes: np.ndarray) -> None:
+        self.planes = planes
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        h, w, c = self.planes.shape
+        return h, w, c
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.planes[start:stop]
+
+
+class CachedRows:
+    """Rows of another source, keeping the last block read: strips one after
+    the other share their kernel's halo, which is then computed (or decoded) once."""
+
+    def __init__(self, source: Rows) -> None:
+        self.source = source
+        self._start, self._block = 0, np.empty((0, *source.shape[1:]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.source.shape
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        cached_stop = self._start + len(self._block)
+        if self._start <= start < cached_stop:
+            kept = self._block[start - self._start : stop - self._start]
+            block = kept if stop <= cached_stop else np.concatenate([kept, self.source.read(cached_stop, stop)])
+        else:
+            block = self.source.read(start, stop)
+        self._start, self._block = start, block
+        return block
+
+
+def chain(source: Rows, plan: FilterPlan, engine: Backend, finish: Finish) -> Rows:
+    """The rows of ``plan``'s last step over ``source``, each step reading
+    the one before on demand.
+
+    The last step finishes its sums with ``finish`` when that is elementwise;
+    for ``normalize`` it gives the float64 values ``finish`` then maps
+    (with the bounds of a first pass when the rows come in strips).
+    """
+    rows: Rows = source
     for index, kernel in enumerate(plan.applied):
         divisor, offset = kernel.integer_form()[1], kernel.offset
-        if index == len(plan.applied) - 1 and finish.elementwise:
-            return run_step(values, kernel, plan, engine, finish.after(divisor, offset))
-        values = run_step(values, kernel, plan, engine, _ScaleOffset(divisor, offset))
-    return finish(values)
+        last = index == len(plan.applied) - 1
+        finisher = finish.after(divisor, offset) if last and finish.elementwise else _ScaleOffset(divisor, offset)
+        if index:
+            rows = CachedRows(rows)
+        rows = StepRows(rows, kernel, plan, engine, finisher)
+    return rows
 
 
 class _ScaleOffset:
@@ -89,25 +155,79 @@ def run_step(
     engine: Backend,
     finisher: Finisher | _ScaleOffset,
 ) -> np.ndarray:
-    """One kernel step: pad, correlate and finish strip by strip into one array."""
-    geometry, border = plan.options.geometry, plan.options.border
-    kh, kw = kernel.shape
-    row_map = pad_index(planes.shape[0], kh, geometry=geometry, border=border)
-    column_map = pad_index(planes.shape[1], kw, geometry=geometry, border=border)
-    height, width = len(row_map) - kh + 1, len(column_map) - kw + 1
-    workers = thread_count()
-    # Several threads want fewer, larger strips (less handing over per strip).
-    elements = STRIP_ELEMENTS * (4 if workers > 1 else 1)
-    rows = max(1, elements // max(1, width * planes.shape[2]), 2 * kh)
-    column_run = longest_run(column_map)
-    out = np.empty((height, width, planes.shape[2]), dtype=finisher.dtype)
+    """One kernel step over a whole array: pad, correlate and finish strip by strip."""
+    step = StepRows(ArrayRows(planes), kernel, plan, engine, finisher)
+    return step.read(0, step.shape[0])
 
-    def fill(top: int) -> None:
-        strip = gather(planes, row_map[top : top + rows + kh - 1], column_map, column_run)
-        finisher(engine.correlate_valid(strip, kernel), out=out[top : top + rows])
 
-    _each(fill, range(0, height, rows), workers)
-    return out
+class StepRows:
+    """One kernel step's output rows, computed from the rows of its input.
+
+    A read of output rows takes the input rows their padded window needs
+    (the row index map: the kernel's halo, and for ``wrap``, ``reflect``
+    or ``mirror`` near an edge the rows the border rule names, from the
+    far edge too), pads columns from the column map, correlates on the
+    backend and finishes, in cache-sized strips on all cores.  Reading
+    every row at once is the whole-image route; reading bands of rows is
+    the streaming route, with the same bytes.
+    """
+
+    def __init__(
+        self, source: Rows, kernel: Kernel, plan: FilterPlan, engine: Backend, finisher: Finisher | _ScaleOffset
+    ) -> None:
+        geometry, border = plan.options.geometry, plan.options.border
+        height, width, channels = source.shape
+        self.source, self.kernel, self.engine, self.finisher = source, kernel, engine, finisher
+        self.row_map = pad_index(height, kernel.shape[0], geometry=geometry, border=border)
+        self.column_map = pad_index(width, kernel.shape[1], geometry=geometry, border=border)
+        self.column_run = longest_run(self.column_map)
+        kh, kw = kernel.shape
+        self._shape = (len(self.row_map) - kh + 1, len(self.column_map) - kw + 1, channels)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        kh = self.kernel.shape[0]
+        height, width, channels = self._shape
+        stop = min(stop, height)
+        block, row_map = read_rows(self.source, self.row_map[start : stop + kh - 1])
+        workers = thread_count()
+        # Several threads want fewer, larger strips (less handing over per strip).
+        elements = STRIP_ELEMENTS * (4 if workers > 1 else 1)
+        rows = max(1, elements // max(1, width * channels), 2 * kh)
+        out = np.empty((stop - start, width, channels), dtype=self.finisher.dtype)
+
+        def fill(top: int) -> None:
+            strip = gather(block, row_map[top : top + rows + kh - 1], self.column_map, self.column_run)
+            self.finisher(self.engine.correlate_valid(strip, self.kernel), out=out[top : top + rows])
+
+        _each(fill, range(0, stop - start, rows), workers)
+        return out
+
+
+def read_rows(source: Rows, row_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``row_map`` names (-1: a zero row), as a block and a map into it.
+
+    Each run of consecutive rows is one read: the strip itself, and the few
+    rows a border rule takes from elsewhere (the far edge for ``wrap``).  A
+    map covering one run (a whole image in memory) reads a view, not a copy.
+
+    >>> block, local = read_rows(ArrayRows(np.arange(5)[:, None, None]), np.array([3, 4, 0, 1]))
+    >>> block[:, 0, 0].tolist(), local.tolist()
+    ([0, 1, 3, 4], [2, 3, 0, 1])
+    """
+    valid = row_map[row_map >= 0]
+    if not valid.size:  # only pad rows: any row stands in for the block's type, all are read as zeros
+        return source.read(0, 1), row_map
+    wanted = np.unique(valid)
+    if wanted[-1] - wanted[0] == len(wanted) - 1:
+        block = source.read(int(wanted[0]), int(wanted[-1]) + 1)
+        return block, np.where(row_map >= 0, row_map - wanted[0], -1)
+    runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)
+    block = np.concatenate([source.read(int(run[0]), int(run[-1]) + 1) for run in runs])
+    return block, np.where(row_map >= 0, np.searchsorted(wanted, row_map), -1)
 
 
 def _each(work: Callable[[int], None], items: range, workers: int) -> None:

@@ -88,27 +88,114 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
 
 
 def write_png(pixels: np.ndarray, stream: BinaryIO, *, level: int = 1) -> None:
-    """Write an H x W x C (C = 1..4) uint8 or uint16 array as a PNG file."""
+    """Write an H x W x C (C = 1..4) uint8 or uint16 array as a PNG file.
+
+    The streaming writer fed with one strip, so a file written strip by
+    strip has the same bytes.
+    """
     height, width, channels = pixels.shape
-    depth = 16 if pixels.dtype == np.uint16 else 8
-    if pixels.dtype not in (np.uint8, np.uint16) or channels not in _COLOR_TYPES:
-        raise ValueError(f"cannot write {pixels.dtype} with {channels} channels as PNG")
-    stream.write(SIGNATURE)
-    header = struct.pack(">IIBBBBB", width, height, depth, _COLOR_TYPES[channels], 0, 0, 0)
-    _chunk(stream, b"IHDR", header)
-    for piece in _zlib_pieces(_filtered_rows(pixels), level):
-        _chunk(stream, b"IDAT", piece)
-    _chunk(stream, b"IEND", b"")
+    writer = PngWriter(stream, width=width, height=height, channels=channels, dtype=pixels.dtype, level=level)
+    writer.write(pixels)
+    writer.close()
 
 
-def _filtered_rows(pixels: np.ndarray) -> np.ndarray:
-    """Rows as PNG bytes (16-bit big-endian), Up-filtered, each led by its filter type."""
-    height = pixels.shape[0]
+class PngWriter:
+    """A PNG file written strip by strip: ``write(rows)`` in order, then ``close()``.
+
+    Rows are Up-filtered as they come (the first row of a strip against the
+    last row of the previous one) and the filtered bytes are cut into the
+    same fixed pieces whatever the strips are: a piece is deflated once the
+    bytes after it have arrived (so only the very last piece ends the zlib
+    stream), one IDAT chunk each.  Memory holds one strip and less than a
+    piece besides.
+
+    >>> import io
+    >>> pixels = np.arange(24, dtype=np.uint8).reshape(4, 2, 3)
+    >>> whole, strips = io.BytesIO(), io.BytesIO()
+    >>> write_png(pixels, whole)
+    >>> writer = PngWriter(strips, width=2, height=4, channels=3, dtype=np.dtype(np.uint8), level=1)
+    >>> for top in range(4):
+    ...     writer.write(pixels[top : top + 1])
+    >>> writer.close()
+    >>> whole.getvalue() == strips.getvalue()
+    True
+    """
+
+    def __init__(
+        self, stream: BinaryIO, *, width: int, height: int, channels: int, dtype: np.dtype, level: int = 1
+    ) -> None:
+        if dtype not in (np.uint8, np.uint16) or channels not in _COLOR_TYPES:
+            raise ValueError(f"cannot write {dtype} with {channels} channels as PNG")
+        self.stream, self.level, self.height = stream, level, height
+        self._rows = 0
+        self._previous: np.ndarray | None = None  # the last row written, as PNG bytes
+        self._pending = bytearray()  # filtered bytes not yet deflated
+        self._adler = 1  # adler32's start value
+        self._started = False  # the zlib header is written with the first piece
+        depth = 16 if dtype == np.uint16 else 8
+        stream.write(SIGNATURE)
+        _chunk(stream, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, _COLOR_TYPES[channels], 0, 0, 0))
+
+    def write(self, pixels: np.ndarray) -> None:
+        """The next rows (R x W x C); strips may have any height."""
+        if not len(pixels):
+            return
+        rows = _png_rows(pixels)
+        filtered = memoryview(_filtered_rows(rows, self._previous).data)
+        self._previous = rows[-1].copy()
+        self._rows += len(rows)
+        self._adler = _checksums().adler32(filtered, self._adler)
+        if self._pending:
+            self._pending += filtered
+            data = memoryview(self._pending)
+        else:
+            data = filtered  # no copy of a whole image
+        # Keep the bytes past the last whole piece: the piece that ends the
+        # stream is known only when no more rows come.
+        whole = (len(data) - 1) // PIECE * PIECE
+        if whole > 0:
+            self._emit(_deflate_pieces(data[:whole], self.level, last=False))
+        rest = bytearray(data[whole:])
+        data.release()
+        self._pending = rest
+
+    def close(self) -> None:
+        """Deflate the last piece and end the file."""
+        if self._rows != self.height:
+            raise ValueError(f"PNG got {self._rows} rows, its header says {self.height}")
+        bodies = _deflate_pieces(memoryview(self._pending), self.level, last=True)
+        bodies[-1] += struct.pack(">I", self._adler & 0xFFFFFFFF)
+        self._emit(bodies)
+        self._pending = bytearray()
+        _chunk(self.stream, b"IEND", b"")
+
+    def _emit(self, bodies: list[bytes]) -> None:
+        if not self._started:
+            self._started = True
+            level = self.level
+            flevel = 0 if level < 2 else 1 if level < 6 else 2 if level == 6 else 3
+            cmf, flg = 0x78, flevel << 6
+            flg |= 31 - (cmf * 256 + flg) % 31
+            bodies[0] = bytes((cmf, flg)) + bodies[0]
+        for body in bodies:
+            _chunk(self.stream, b"IDAT", body)
+
+
+def _png_rows(pixels: np.ndarray) -> np.ndarray:
+    """R x W x C pixels as R rows of PNG bytes (16-bit big-endian)."""
     raw = pixels.astype(">u2", copy=False) if pixels.dtype == np.uint16 else pixels
-    rows = np.ascontiguousarray(raw).view(np.uint8).reshape(height, -1)
-    out = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    return np.ascontiguousarray(raw).view(np.uint8).reshape(len(pixels), -1)
+
+
+def _filtered_rows(rows: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Rows of PNG bytes Up-filtered against the row above (``previous``
+    for the first; none above the image's first row), each led by its filter type."""
+    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
     out[:, 0] = _UP
-    out[0, 1:] = rows[0]  # the row above the first is all zeros
+    if previous is None:
+        out[0, 1:] = rows[0]  # the row above the first is all zeros
+    else:
+        np.subtract(rows[0], previous, out=out[0, 1:])
     np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])  # modulo 256, as PNG wants
     return out.reshape(-1)
 
@@ -120,24 +207,18 @@ def _compressor(level: int) -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, -15)
 
 
-def _zlib_pieces(data: np.ndarray, level: int) -> list[bytes]:
-    """One zlib stream over ``data``, deflated in parallel pieces."""
-    view = data.data
-    starts = list(range(0, len(view), PIECE))
+def _deflate_pieces(view: memoryview, level: int, *, last: bool) -> list[bytes]:
+    """Raw deflate of ``view`` in ``PIECE``-sized pieces, in parallel; the
+    last piece ends the stream when ``last``, every other one is sync-flushed."""
+    starts = list(range(0, max(len(view), 1), PIECE))
 
     def deflate(start: int) -> bytes:
         compressor = _compressor(level)
-        last = start + PIECE >= len(view)
+        final = last and start + PIECE >= len(view)
         body = compressor.compress(view[start : start + PIECE])
-        return bytes(body + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH))
+        return bytes(body + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
 
-    bodies = parallel_map(deflate, starts)
-    flevel = 0 if level < 2 else 1 if level < 6 else 2 if level == 6 else 3
-    cmf, flg = 0x78, flevel << 6
-    flg |= 31 - (cmf * 256 + flg) % 31
-    bodies[0] = bytes((cmf, flg)) + bodies[0]
-    bodies[-1] += struct.pack(">I", _checksums().adler32(view) & 0xFFFFFFFF)
-    return bodies
+    return parallel_map(deflate, starts)
 
 
 def _checksums() -> Any:
