@@ -24,7 +24,7 @@ with the sRGB transfer function just before rounding, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -81,6 +81,9 @@ class Finish:
     offset: float = 0.0
     relu: bool = False
     srgb_levels: float | None = None
+    #: ``normalize``'s minimum and maximum when known beforehand (from a
+    #: first pass over an image finished in strips); None: the values' own.
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check("value_range", self.value_range, RANGES)
@@ -133,14 +136,36 @@ class Finish:
 
     @property
     def elementwise(self) -> bool:
-        """False for ``normalize``, which needs the whole result's minimum and maximum."""
-        return self.value_range != "normalize"
+        """False for ``normalize`` until its bounds are known: it needs the
+        whole result's minimum and maximum."""
+        return self.value_range != "normalize" or self.bounds is not None
+
+    def extent(self, values: np.ndarray) -> tuple[float, float]:
+        """The minimum and maximum ``normalize`` maps from, over ``values``.
+
+        >>> Finish(maxval=255, value_range='normalize', scale=2, relu=True).extent(np.array([-4.0, 6.0]))
+        (0.0, 3.0)
+        """
+        result = self._prepared(values)
+        return (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
+
+    def with_bounds(self, low: float, high: float) -> Finish:
+        """This finish with ``normalize``'s bounds fixed (from a first pass), so it is elementwise.
+
+        >>> values = np.array([1.0, 2.0, 5.0])
+        >>> f = Finish(maxval=255, value_range='normalize')
+        >>> f.with_bounds(*f.extent(values))(values[:2]).tolist() == f(values)[:2].tolist()
+        True
+        """
+        return replace(self, bounds=(low, high))
+
+    def _prepared(self, values: np.ndarray) -> np.ndarray:
+        result = scale_offset(values, self.scale, self.offset)
+        return np.maximum(result, 0.0) if self.relu else result
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         """Finish float (or integer) ``values``; a new array."""
-        result = scale_offset(values, self.scale, self.offset)
-        if self.relu:
-            result = np.maximum(result, 0.0)
+        result = self._prepared(values)
         if self.srgb_levels is not None:
             return self._encoded(result, self.srgb_levels)
         if self.value_range == "float":
@@ -149,7 +174,10 @@ class Finish:
         if self.value_range == "abs":
             result = np.abs(result)
         elif self.value_range == "normalize":
-            low, high = (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
+            if self.bounds is not None:
+                low, high = self.bounds
+            else:
+                low, high = (float(result.min()), float(result.max())) if result.size else (0.0, 0.0)
             if high == low:
                 return np.zeros(result.shape, dtype=dtype_for(self.maxval))
             result = (result - low) * (self.maxval / (high - low))
@@ -164,7 +192,10 @@ class Finish:
         if self.value_range == "abs":
             light = np.abs(light)
         elif self.value_range == "normalize":
-            low, high = (float(light.min()), float(light.max())) if light.size else (0.0, 0.0)
+            if self.bounds is not None:
+                low, high = self.bounds
+            else:
+                low, high = (float(light.min()), float(light.max())) if light.size else (0.0, 0.0)
             if high == low:
                 return np.zeros(light.shape, dtype=self.dtype)
             light = (light - low) / (high - low)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from imgconv.finishing import AnyFinish, Finish, Finisher, scale_offset
 from imgconv.kernels import Kernel, Number
 from imgconv.padding import gather, longest_run, pad_index
 from imgconv.plan import FilterOptions, FilterPlan
+from imgconv.rows import ArrayRows, CachedRows, Rows, read_rows
 
 if TYPE_CHECKING:
     from imgconv.backends import Backend
@@ -64,56 +65,6 @@ def run(planes: np.ndarray, plan: FilterPlan, finish: AnyFinish, *, subject: str
     values = rows.read(0, rows.shape[0])
     del rows  # the steps' cached blocks, before normalize makes its copies
     return values if finish.elementwise else finish(values)
-
-
-class Rows(Protocol):
-    """An H x W x C image whose rows can be read in ranges: a picture in
-    memory, a file read strip by strip, or a kernel step computed on demand."""
-
-    @property
-    def shape(self) -> tuple[int, int, int]: ...
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start`` to ``stop`` (R x W x C); read them in increasing order where you can."""
-        ...
-
-
-class ArrayRows:
-    """Rows of an array in memory: every read is a view, nothing is copied."""
-
-    def __init__(self, planes: np.ndarray) -> None:
-        self.planes = planes
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        h, w, c = self.planes.shape
-        return h, w, c
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.planes[start:stop]
-
-
-class CachedRows:
-    """Rows of another source, keeping the last block read: strips one after
-    the other share their kernel's halo, which is then computed (or decoded) once."""
-
-    def __init__(self, source: Rows) -> None:
-        self.source = source
-        self._start, self._block = 0, np.empty((0, *source.shape[1:]))
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.source.shape
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        cached_stop = self._start + len(self._block)
-        if self._start <= start < cached_stop:
-            kept = self._block[start - self._start : stop - self._start]
-            block = kept if stop <= cached_stop else np.concatenate([kept, self.source.read(cached_stop, stop)])
-        else:
-            block = self.source.read(start, stop)
-        self._start, self._block = start, block
-        return block
 
 
 def chain(source: Rows, plan: FilterPlan, engine: Backend, finish: Finish) -> Rows:
@@ -205,29 +156,6 @@ class StepRows:
 
         _each(fill, range(0, stop - start, rows), workers)
         return out
-
-
-def read_rows(source: Rows, row_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows ``row_map`` names (-1: a zero row), as a block and a map into it.
-
-    Each run of consecutive rows is one read: the strip itself, and the few
-    rows a border rule takes from elsewhere (the far edge for ``wrap``).  A
-    map covering one run (a whole image in memory) reads a view, not a copy.
-
-    >>> block, local = read_rows(ArrayRows(np.arange(5)[:, None, None]), np.array([3, 4, 0, 1]))
-    >>> block[:, 0, 0].tolist(), local.tolist()
-    ([0, 1, 3, 4], [2, 3, 0, 1])
-    """
-    valid = row_map[row_map >= 0]
-    if not valid.size:  # only pad rows: any row stands in for the block's type, all are read as zeros
-        return source.read(0, 1), row_map
-    wanted = np.unique(valid)
-    if wanted[-1] - wanted[0] == len(wanted) - 1:
-        block = source.read(int(wanted[0]), int(wanted[-1]) + 1)
-        return block, np.where(row_map >= 0, row_map - wanted[0], -1)
-    runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)
-    block = np.concatenate([source.read(int(run[0]), int(run[-1]) + 1) for run in runs])
-    return block, np.where(row_map >= 0, np.searchsorted(wanted, row_map), -1)
 
 
 def _each(work: Callable[[int], None], items: range, workers: int) -> None:

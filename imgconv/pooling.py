@@ -29,11 +29,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgconv.choices import PADDINGS, POOL_OPS, RANGES, Padding, PoolOp, ValueRange, check
 from imgconv.errors import InputError, ParameterError
+
+if TYPE_CHECKING:
+    from imgconv.rows import Rows
 
 _WINDOW = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
 
@@ -197,39 +201,90 @@ def pool_planes(
 ) -> np.ndarray:
     """``pool`` with the options made once; the image's shape is checked
     here unless ``checked`` says it was (an alpha plane beside its colour)."""
-    size, stride, padding = options.window, options.steps, options.padding
     if not checked:
         if planes.ndim not in (2, 3) or 0 in planes.shape:
             raise ParameterError(
                 f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", parameter="image"
             )
-        check_pool_fits(planes.shape[:2], size=size, padding=padding, subject=subject)
+        check_pool_fits(planes.shape[:2], size=options.window, padding=options.padding, subject=subject)
+    return pool_band(planes, options, height=planes.shape[0], first_row=0, outputs=(0, None))
+
+
+def band_rows(height: int, options: PoolOptions, outputs: tuple[int, int]) -> tuple[int, int]:
+    """The input rows (start, stop) that output rows ``outputs`` pool over:
+    a band of windows aligned to its own rows, so bands of output rows can be
+    pooled one after the other from bands of input.
+
+    >>> band_rows(10, PoolOptions(size=3, stride=2, padding='same'), (1, 3))
+    (2, 7)
+    """
+    size, stride, padding = options.window[0], options.steps[0], options.padding
+    before = pad_before(height, size=size, stride=stride, padding=padding)
+    start, stop = outputs
+    return max(0, start * stride - before), min(height, (stop - 1) * stride - before + size)
+
+
+def pool_band(
+    planes: np.ndarray, options: PoolOptions, *, height: int, first_row: int, outputs: tuple[int, int | None]
+) -> np.ndarray:
+    """Output rows ``outputs`` of pooling an image ``height`` rows tall, from
+    ``planes``, its rows from ``first_row`` on (at least ``band_rows``'s).
+
+    Each output gets the same cells folded in the same order however the
+    rows are banded, so a band equals those rows of the whole result.
+    """
+    size, stride, padding = options.window, options.steps, options.padding
     # A window's max (min, sum) is the max over its rows of the max over its
     # columns, so each axis is reduced on its own: O(size) work per output
     # instead of O(rows * cols), and the only temporary is H x out_W.
     ufunc = {"max": np.maximum, "min": np.minimum, "mean": np.add}[options.op]
-    result = planes
-    for axis in (1, 0):
-        result = _reduce_axis(result, axis, ufunc, size=size[axis], stride=stride[axis], padding=padding)
+    start, stop = outputs
+    stop = output_length(height, size=size[0], stride=stride[0], padding=padding) if stop is None else stop
+    result = _reduce_axis(planes, 1, ufunc, size=size[1], stride=stride[1], padding=padding)
+    result = _reduce_axis(
+        result,
+        0,
+        ufunc,
+        size=size[0],
+        stride=stride[0],
+        padding=padding,
+        n=height,
+        offset=first_row,
+        outputs=(start, stop),
+    )
     if options.op == "mean":
-        counts = np.outer(*(_cells_inside(planes.shape[a], size[a], stride[a], padding) for a in (0, 1)))
+        rows = _cells_inside(height, size[0], stride[0], padding)[start:stop]
+        counts = np.outer(rows, _cells_inside(planes.shape[1], size[1], stride[1], padding))
         result = result / (counts if planes.ndim == 2 else counts[:, :, np.newaxis])
     return result
 
 
-def _reduce_axis(values: np.ndarray, axis: int, ufunc: np.ufunc, *, size: int, stride: int, padding: str) -> np.ndarray:
+def _reduce_axis(
+    values: np.ndarray,
+    axis: int,
+    ufunc: np.ufunc,
+    *,
+    size: int,
+    stride: int,
+    padding: str,
+    n: int | None = None,
+    offset: int = 0,
+    outputs: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Reduce each window along ``axis`` with ``ufunc``, ignoring padded cells.
 
     Offset ``j`` of every window is one strided view of ``values``; the
     result is ``ufunc`` folded over those ``size`` views, so the Python loop
     runs over the window's cells, never over pixels, and nothing is padded:
     an output whose cell ``j`` lies outside the image simply skips that view.
+    ``values`` may be a band: cells ``offset`` on of an axis ``n`` long,
+    giving the outputs ``outputs`` (start, stop).
     """
-    n = values.shape[axis]
-    out = output_length(n, size=size, stride=stride, padding=padding)
+    n = values.shape[axis] if n is None else n
     before = pad_before(n, size=size, stride=stride, padding=padding)
+    low, high = (0, output_length(n, size=size, stride=stride, padding=padding)) if outputs is None else outputs
     shape = list(values.shape)
-    shape[axis] = out
+    shape[axis] = high - low
     result = np.full(shape, _identity(ufunc, values.dtype), dtype=np.float64 if ufunc is np.add else values.dtype)
 
     def along(index: slice) -> tuple[slice, ...]:
@@ -237,14 +292,34 @@ def _reduce_axis(values: np.ndarray, axis: int, ufunc: np.ufunc, *, size: int, s
 
     for j in range(size):
         # Output i reads cell i * stride - before + j; keep the i inside the image.
-        first = max(0, -(-(before - j) // stride))
-        last = min(out - 1, (n - 1 + before - j) // stride)
+        first = max(low, -(-(before - j) // stride))
+        last = min(high - 1, (n - 1 + before - j) // stride)
         if first > last:
             continue
-        cells = slice(first * stride - before + j, last * stride - before + j + 1, stride)
-        target = result[along(slice(first, last + 1))]
+        cells = slice(first * stride - before + j - offset, last * stride - before + j - offset + 1, stride)
+        target = result[along(slice(first - low, last - low + 1))]
         ufunc(target, values[along(cells)], out=target)
     return result
+
+
+class PoolRows:
+    """The pooled rows of a row source, band by band (windows aligned to the bands)."""
+
+    def __init__(self, source: Rows, options: PoolOptions) -> None:
+        self.source, self.options = source, options
+        height, width, channels = source.shape
+        out = pool_shape((height, width), size=options.window, stride=options.steps, padding=options.padding)
+        self._shape = (*out, channels)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._shape
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        height = self.source.shape[0]
+        first, last = band_rows(height, self.options, (start, stop))
+        block = self.source.read(first, last)
+        return pool_band(block, self.options, height=height, first_row=first, outputs=(start, stop))
 
 
 def _identity(ufunc: np.ufunc, dtype: np.dtype) -> float | int:
