@@ -52,14 +52,6 @@ class EncodeOptions:
     quality: int = 90
 
 
-def encode_npy(picture: Picture, fmt: Format, options: EncodeOptions, target: str) -> Writer:
-    """``.npy``: the planes, alpha as one more channel, 2-D for one channel."""
-    data, alpha = picture.data, picture.alpha
-    array = data if alpha is None else np.dstack([data, alpha.astype(data.dtype)])
-    array = np.ascontiguousarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    return lambda stream: np.save(stream, array, allow_pickle=False)
-
-
 def encode_text(picture: Picture, fmt: Format, options: EncodeOptions, target: str) -> Writer:
     """CSV and TXT: one line per row; floats in their shortest exact form."""
     delimiter = "," if fmt.name == "CSV" else " "

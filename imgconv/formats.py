@@ -44,6 +44,9 @@ class Format:
     ``stores_gray`` is False for a format that stores gray as colour (so
     a gray profile does not fit it).
     ``options`` names the ``EncodeOptions`` fields the encoder honours.
+    ``sink`` (``module:function``) writes the format in row strips, so huge
+    results stream into it (``imgconv.sinks``); ``streams_in`` says files of
+    the format are read in row strips (``imgconv.sources``).
     """
 
     name: str
@@ -62,6 +65,8 @@ class Format:
     exif: bool = False
     stores_gray: bool = True
     options: tuple[str, ...] = ()
+    sink: str | None = None
+    streams_in: bool = False
 
     @property
     def extension(self) -> str:
@@ -75,6 +80,7 @@ class Format:
 
 _PILLOW = "imgconv.encoders:encode_pillow"
 _FRAMES = "imgconv.containers:"
+_WHOLE = "imgconv.sinks:encode_whole"
 
 FORMATS: tuple[Format, ...] = (
     Format(
@@ -89,6 +95,7 @@ FORMATS: tuple[Format, ...] = (
         icc=True,
         exif=True,
         options=("png_level",),
+        sink="imgconv.sinks:write_png",
     ),
     Format(
         "JPEG",
@@ -105,13 +112,15 @@ FORMATS: tuple[Format, ...] = (
         (".tif", ".tiff"),
         ("tiff", "tif"),
         "uncompressed; 16-bit and float gray; pages",
-        _PILLOW,
+        "imgconv.sinks:encode_tiff",
         depth16="gray",
         floats="gray",
         alpha=True,
         frame_writer=_FRAMES + "TiffWriter",
         icc=True,
         exif=True,
+        sink="imgconv.sinks:write_tiff",
+        streams_in=True,
     ),
     Format("BMP", (".bmp",), ("bmp",), "uncompressed, 8-bit", _PILLOW),
     Format(
@@ -136,18 +145,29 @@ FORMATS: tuple[Format, ...] = (
         alpha=True,
         frame_writer="imgconv.gif:GifWriter",
     ),
-    Format("PPM", (".ppm", ".pgm", ".pnm"), ("ppm", "pnm"), "binary PPM/PGM; 16-bit gray", _PILLOW, depth16="gray"),
+    Format(
+        "PPM",
+        (".ppm", ".pgm", ".pnm"),
+        ("ppm", "pnm"),
+        "binary PPM/PGM; 16-bit gray",
+        _WHOLE,
+        depth16="gray",
+        sink="imgconv.sinks:write_pnm",
+        streams_in=True,
+    ),
     Format(
         "NPY",
         (".npy",),
         ("npy",),
         "numpy array, any values",
-        "imgconv.encoders:encode_npy",
+        _WHOLE,
         reader="imgconv.reading:read_npy",
         matrix=True,
         depth16="all",
         floats="all",
         alpha=True,
+        sink="imgconv.sinks:write_npy",
+        streams_in=True,
     ),
     Format(
         "CSV",
@@ -227,6 +247,18 @@ def format_for(target: str, explicit: str | None = None, *, fallback: str | None
             f"unknown output extension '{suffix or '(none)'}' (known: {known}; or give --format)", subject=target
         )
     return found
+
+
+def streaming_hint() -> str:
+    """Which formats stream (for the refusal of an image over ``--max-pixels``).
+
+    >>> streaming_hint()
+    'TIFF, binary PPM/PGM and .npy inputs stream into .png, .tif, .ppm or .npy outputs without that limit'
+    """
+    ins = [f.name if f.name == "TIFF" else f.extension for f in FORMATS if f.streams_in]
+    ins = ["binary PPM/PGM" if word == "PPM" or word == ".ppm" else word for word in ins]
+    outs = [f for f in FORMATS if f.sink is not None]
+    return f"{', '.join(ins[:-1])} and {ins[-1]} inputs stream into {_listing(outs)} outputs without that limit"
 
 
 def _listing(formats: list[Format], *, last: str = "or") -> str:

@@ -1,0 +1,124 @@
+"""The memory a run plans for: ``--memory``, whole image or strips, strip height.
+
+A run's budget (``--memory``, ``IMGCONV_MEMORY``, 1 GiB by default) covers
+the image data imgconv holds: decoded pixels, the planes of each kernel
+step, the strips and their halos, the encoder's buffers.  The Python
+interpreter and its libraries (about 60-90 MiB) come on top of it.
+
+What a run holds is estimated from the shapes alone, as a sum of blocks of
+rows: a band of R output rows needs ``a * R + b`` rows of each stage
+(a kernel's halo adds ``kh - 1`` rows, pooling reads ``stride`` rows per
+output row), each of a known width and type.  The whole-image estimate is
+the same sum with R the image's height, plus what decoding a whole file
+costs; the strip height is the largest R whose estimate fits the budget,
+up to ``BAND_CAP``: past a few tens of MiB, larger strips are not faster.
+
+>>> parse_size('512M'), parse_size('1.5G'), parse_size('64k'), parse_size('1000')
+(536870912, 1610612736, 65536, 1000)
+>>> costs = Costs()
+>>> costs.rows(1, 0, 300)      # the output band: R rows of 300 bytes
+>>> costs.rows(1, 2, 300)      # its input: R + 2 rows (a 3x3 kernel's halo)
+>>> costs.fixed(1000)
+>>> costs.total(10), costs.band_rows(budget=10_000, height=100)
+(7600, 14)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+from imgconv.errors import ParameterError, UsageFailure
+
+#: The budget when neither ``--memory`` nor ``IMGCONV_MEMORY`` is given.
+DEFAULT_MEMORY = 1 << 30
+
+#: The environment variable that sets the budget.
+ENVIRONMENT = "IMGCONV_MEMORY"
+
+#: No band of strips is planned larger than this: beyond it the per-strip
+#: overheads are already negligible, and a smaller peak leaves the machine
+#: to the rest of its work.
+BAND_CAP = 160 << 20
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str, *, parameter: str = "memory") -> int:
+    """``'512M'``, ``'4G'``, ``'1.5g'``, ``'64KiB'`` or bytes: a number of bytes (units of 1024).
+
+    >>> parse_size('4G') == 4 * 1024**3
+    True
+    >>> parse_size('lots')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: memory: 'lots' is not a size; give bytes or a number with K, M, G or T, e.g. 512M or 4G
+    """
+    match = _SIZE.fullmatch(text)
+    value = math.floor(float(match.group(1)) * _UNITS[match.group(2).lower()]) if match else 0
+    if value < 1:
+        raise ParameterError(
+            f"'{text}' is not a size; give bytes or a number with K, M, G or T, e.g. 512M or 4G", parameter=parameter
+        )
+    return value
+
+
+def budget(memory: int | None = None) -> int:
+    """The budget in bytes: ``memory`` if given, else ``IMGCONV_MEMORY``, else 1 GiB."""
+    if memory is not None:
+        if memory < 1:
+            raise ParameterError(f"must be positive, got {memory}", parameter="memory")
+        return memory
+    text = os.environ.get(ENVIRONMENT, "").strip()
+    if not text:
+        return DEFAULT_MEMORY
+    try:
+        return parse_size(text)
+    except ParameterError as exc:
+        raise UsageFailure(exc.cause, subject=ENVIRONMENT) from None
+
+
+def describe(size: int) -> str:
+    """A size for messages: ``'64 MiB'``, ``'1.5 GiB'``, ``'900 bytes'``.
+
+    >>> describe(64 << 20), describe(3 << 29), describe(900)
+    ('64 MiB', '1.5 GiB', '900 bytes')
+    """
+    for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if size >= unit:
+            return f"{size / unit:.3g} {name}"
+    return f"{size} bytes"
+
+
+@dataclass
+class Costs:
+    """What a run holds, as ``fixed + sum((a * R + b) * row_bytes)`` for a band of R output rows."""
+
+    _per_row: float = 0.0
+    _fixed: float = 0.0
+    parts: list[tuple[float, float, int]] = field(default_factory=list)
+
+    def rows(self, a: float, b: float, row_bytes: int) -> None:
+        """A block of ``a * R + b`` rows of ``row_bytes`` each."""
+        self._per_row += a * row_bytes
+        self._fixed += b * row_bytes
+        self.parts.append((a, b, row_bytes))
+
+    def fixed(self, nbytes: float) -> None:
+        """Bytes held whatever the band (a decoded TIFF segment, a deflate piece)."""
+        self._fixed += nbytes
+
+    def total(self, rows: int) -> int:
+        """Bytes for a band of ``rows`` output rows."""
+        return math.ceil(self._fixed + rows * self._per_row)
+
+    def band_rows(self, *, budget: int, height: int) -> int:
+        """The most output rows per band that fit ``budget`` (and ``BAND_CAP``);
+        0 when not even one row fits."""
+        if self.total(1) > budget:
+            return 0
+        room = min(budget, max(BAND_CAP, self.total(1)))
+        return max(1, min(height, int((room - self._fixed) // max(self._per_row, 1.0))))
