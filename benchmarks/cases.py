@@ -319,6 +319,7 @@ def _route(data: bytes) -> str:
     return "ISA-L and numpy" if by_numpy else "libvips (rows filtered with Paeth or Average)"
 
 
+from huge_case import huge  # noqa: E402 - case 9 lives in its own module
 from server_case import server  # noqa: E402 - case 7 lives in its own module
 
 CASES = {
@@ -330,4 +331,5 @@ CASES = {
     "png": png_codec,
     "server": server,
     "cluster": cluster,
+    "huge": huge,
 }

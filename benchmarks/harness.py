@@ -208,3 +208,21 @@ def peak_rss_mb(command: Sequence[str | os.PathLike[str]]) -> tuple[float, str]:
             raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-500:]}")
         kib, how = int(done.stdout.split()[-1]), "getrusage(RUSAGE_CHILDREN)"
     return kib * 1024 / 1e6, how
+
+
+_ELAPSED = re.compile(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)")
+
+
+def time_and_rss(command: Sequence[str | os.PathLike[str]]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one run of ``command``."""
+    command = [str(c) for c in command]
+    if os.path.exists("/usr/bin/time"):
+        done = subprocess.run(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        rss, elapsed = _MAXRSS.search(done.stderr), _ELAPSED.search(done.stderr)
+        if done.returncode != 0 or not rss or not elapsed:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+        hours, minutes, seconds = elapsed.groups()
+        return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds), int(rss.group(1)) * 1024 / 1e6
+    start = time.perf_counter()
+    rss, _ = peak_rss_mb(command)
+    return time.perf_counter() - start, rss

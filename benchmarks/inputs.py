@@ -21,6 +21,7 @@ from harness import REPO, Settings
 
 SAMPLES = REPO / "sample_images"
 SIZES = {"4K": (3840, 2160), "8K": (7680, 4320)}
+HUGE_SIDE = 20000  # the streaming case's square image
 PHOTO_SIDE = 512
 
 #: The kinds of content, in the order the tables show them.
@@ -141,3 +142,35 @@ def _as_rgb(image):
     if image.mode.startswith("I"):
         image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).astype(np.uint8))
     return image.convert("RGB")
+
+
+def huge_tiff(settings: Settings) -> Path:
+    """A HUGE_SIDE x HUGE_SIDE RGB TIFF (uncompressed strips, 1.2 GB at full size),
+    written a band at a time so that making it needs little memory: a real
+    photo upscaled to a quarter of the side, tiled 4 x 4 with every other
+    tile mirrored, so there are no seams."""
+    import numpy as np
+    from PIL import Image
+
+    from imgconv.sinks import write_tiff
+
+    side = HUGE_SIDE // settings.scale
+    path = settings.work / "inputs" / f"huge-{side}-RGB.tif"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quarter = side // 4
+    tile = np.asarray(Image.open(SAMPLES / "coffee.png").convert("RGB").resize((quarter, quarter), Image.Resampling.LANCZOS))
+    row = np.concatenate([tile, tile[:, ::-1]] * 2, axis=1)  # quarter x side
+
+    def bands():
+        for top in range(0, side, 500):
+            index = np.arange(top, min(top + 500, side))
+            mirrored = (index // quarter) % 2 == 1
+            yield row[np.where(mirrored, quarter - 1 - index % quarter, index % quarter)]
+
+    temporary = path.with_suffix(".part")
+    with open(temporary, "wb") as stream:
+        write_tiff(stream, (side, side, 3), np.dtype(np.uint8), bands())
+    temporary.rename(path)
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cases import AUTO, ONE_CALL, PER_FILE, PILLOW_DECODE, PREVIOUS_WRITER, RAW, READER, WRITER
 from cluster_case import README_ROW
+from huge_case import huge_targets
 from harness import Group
 from inputs import CONTENTS, PHOTO_LIKE, UPSCALED
 from server_case import CONVERT, IN_PROCESS, MEMORY_TITLE, MINIMAL, PHOTO_TITLE, SERVED, TINY_TITLE, TOTAL_PSS
@@ -118,7 +119,7 @@ def evaluate(groups: list[Group]) -> list[Target]:
                             wall.ratio(README_ROW) if wall else None, 1.3))
     targets.append(_at_most("cluster: CPU seconds of all the run's processes, --scheduler / --jobs",
                             cpu.ratio(README_ROW) if cpu else None, 1.3))
-    return targets + _server_targets(groups)
+    return targets + _server_targets(groups) + huge_targets(groups, _find, _at_most)
 
 
 def _server_targets(groups: list[Group]) -> list[Target]:
@@ -178,6 +179,7 @@ CASE_TITLES = {
     "png": "6. PNG codec, in process (one sharpened 4K RGB frame)",
     "server": "7. One call per file: warm server (IMGCONV_SERVER=auto), no server, a minimal script, convert",
     "cluster": "8. Dask cluster (local scheduler and workers)",
+    "huge": "9. Huge images, streamed in strips",
 }
 
 

@@ -29,11 +29,17 @@ if TYPE_CHECKING:
     import numpy as np
 
     from imgconv.encoders import EncodeOptions
-    from imgconv.finishing import AnyFinish
+    from imgconv.finishing import AnyFinish, Finish
+    from imgconv.formats import Format
     from imgconv.kernels import Kernel
+    from imgconv.memory import Costs
+    from imgconv.metadata import Metadata
     from imgconv.picture import Picture
     from imgconv.plan import FilterOptions, FilterPlan
     from imgconv.pooling import PoolOptions
+    from imgconv.rows import Rows
+    from imgconv.sources import Source
+    from imgconv.streaming import Operation
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,18 @@ class FileJob:
     """What every one-file job shares: read, transform, write atomically.
 
     Subclasses say what is checked before reading (``preflight``), the
-    range they were asked for, and what the picture goes through (``step``).
+    range they were asked for, and what the picture goes through: whole
+    (``step``) or as rows (``operation``, with its ``output_shape`` and
+    ``costs``).  When the input reads in strips and the output writes in
+    strips, ``route`` chooses from the memory budget (``memory``; None:
+    ``IMGCONV_MEMORY`` or 1 GiB) between the whole image and strips.
     """
 
     color: Color = "auto"
     output: OutputOptions = field(default_factory=OutputOptions)
     max_pixels: int | None = None
     frames: FrameChoice = "all"
+    memory: int | None = None
 
     def __call__(self, source: str, target: str) -> None:
         from imgconv.reading import DEFAULT_MAX_PIXELS, read_frames
@@ -97,6 +108,8 @@ class FileJob:
         refuse_overwrite(source, target, in_place=self.output.in_place)
         self.preflight(source)
         check_output(target, self.output, value_range=self.value_range)
+        if self._streamed(source, target):
+            return
         frames = read_frames(
             source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, frames=self.frames
         )
@@ -117,6 +130,107 @@ class FileJob:
 
         write_frames(results(), target, animation=frames.animation, fmt=fmt, options=self.output.encode_options())
 
+    def _streamed(self, source: str, target: str) -> bool:
+        """Run strip by strip if both formats allow it and the whole image
+        does not fit the budget (or passes ``max_pixels``); True if it ran."""
+        if STDIO in (source, target):
+            return False  # pipes are read and written whole
+        fmt = format_for(target, self.output.fmt)
+        if fmt.sink is None:
+            return False
+        from imgconv.sources import open_source
+
+        opened = open_source(source, color=self.color)
+        if opened is None:
+            return False
+        with opened:
+            if not self.streams(opened) or (opened.pages > 1 and self.frames == "all"):
+                return False  # a request the strips do not take, or a TIFF's later pages
+            return self.route(opened, target, fmt)
+
+    def streams(self, source: Source) -> bool:
+        """Whether this job's request runs in strips on ``source``."""
+        return True
+
+    def route(self, source: Source, target: str, fmt: Format) -> bool:
+        """Plan ``source`` -> ``target``: stream it (True) or leave it to the whole-image route."""
+        from pathlib import Path
+
+        from imgconv import memory, streaming
+        from imgconv.reading import DEFAULT_MAX_PIXELS
+
+        finish, costs, whole = self.memory_plan(source, target, fmt)
+        carried = self.carried_metadata(source, fmt)
+        if carried and fmt.name == "TIFF":
+            from imgconv.sinks import tiff_tags
+
+            if tiff_tags(carried) is None:
+                return False  # EXIF folders: Pillow writes them, whole
+        elif carried and fmt.name != "PNG":
+            return False  # no other streaming format keeps metadata (the format table)
+        budget = memory.budget(self.memory)
+        limit = self.max_pixels or DEFAULT_MAX_PIXELS
+        if whole <= budget and source.height * source.width <= limit:
+            return False
+        out_height = self.output_shape((source.height, source.width))[0]
+        rows = costs.band_rows(budget=budget, height=out_height)
+        if rows == 0:
+            raise UsageFailure(
+                f"streaming this image needs at least {memory.describe(costs.total(1))}, "
+                f"more than --memory {memory.describe(budget)}; raise --memory",
+                subject=source.path,
+            )
+        integer_input = source.scan()
+        operation = self.operation(integer_input=integer_input, subject=source.path)
+        options = self.output.encode_options()
+        streaming.run(source, Path(target), fmt, operation, finish, band=rows, options=options, metadata=carried)
+        return True
+
+    def carried_metadata(self, source: Source, fmt: Format) -> Metadata:
+        """The profile and EXIF the whole-image route would write into ``fmt``."""
+        from imgconv.metadata import Metadata
+
+        if self.output.strip:
+            return Metadata()
+        stored = 3 if source.channels == 1 and not fmt.stores_gray else source.channels
+        return source.metadata().only(icc=fmt.icc, exif=fmt.exif).fitting(channels=stored)
+
+    def memory_plan(self, source: Source, target: str, fmt: Format) -> tuple[Finish, Costs, int]:
+        """The finish of ``source`` into ``fmt``, what a band of output rows
+        holds, and what the whole-image route would hold (bytes); refuses
+        what the whole-image route would refuse (a kernel larger than the
+        image, a format that cannot hold the result)."""
+        import numpy as np
+
+        value_range = self.value_range or ("float" if fmt.matrix else "clip")
+        depth = self.output.depth or source.depth or 8
+        finish = self.finish(maxval=(1 << depth) - 1, value_range=value_range, source_max=source.maxval)
+        shape = (source.height, source.width)
+        self.check_shape(shape, subject=source.path)
+        out_height, out_width = self.output_shape(shape)
+        out_channels = source.channels + source.has_alpha
+        check_capacity(
+            fmt,
+            is_float=finish.dtype.kind == "f",
+            depth=16 if finish.dtype == np.dtype(np.uint16) else None,
+            channels=source.channels,
+            has_alpha=source.has_alpha,
+            target=target,
+        )
+        costs = self.costs(source, finish)
+        out_bytes = out_width * out_channels * finish.dtype.itemsize
+        costs.rows(4, 0, out_bytes)  # the band combined with alpha, and the encoder's copies of it
+        costs.fixed(min(3 << 20, out_height * out_bytes))  # deflate pieces, TIFF strips
+        # The whole-image route also holds the file's bytes and Pillow's decode beside the planes.
+        whole = costs.total(out_height) + source.file_size + 2 * source.height * source.width * out_channels * 2
+        return finish, costs, whole
+
+    def finish(self, *, maxval: int, value_range: ValueRange, source_max: int | None) -> Finish:
+        """The finish of a result at ``maxval``'s depth, as ``transform`` makes it."""
+        from imgconv.finishing import Finish
+
+        return Finish.make(maxval=maxval, value_range=value_range, source_max=source_max)
+
     @property
     def value_range(self) -> ValueRange | None:
         """The range asked for; None: clip for images, float for matrices."""
@@ -127,6 +241,42 @@ class FileJob:
 
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         raise NotImplementedError
+
+    def check_shape(self, shape: tuple[int, int], *, subject: str) -> None:
+        """Refuse an image this job cannot run on, as the whole-image route would."""
+        raise NotImplementedError
+
+    def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def operation(self, *, integer_input: bool, subject: str) -> Operation:
+        """What this job does to rows (the streaming route)."""
+        raise NotImplementedError
+
+    def costs(self, source: Source, finish: Finish) -> Costs:
+        """What a band of output rows holds, from the source's rows to the finished band."""
+        raise NotImplementedError
+
+
+def _source_costs(costs: Costs, source: Source, a: float, b: float) -> None:
+    """``a * R + b`` rows read from ``source``: the stored samples, their
+    conversion, and the cached block with its halo."""
+    stored = source.samples.samples * source.samples.dtype.itemsize
+    planes = source.channels * source.dtype.itemsize + source.has_alpha
+    costs.rows(a, b, source.width * (stored + 3 * planes))
+    costs.fixed(source.samples.overhead)
+
+
+#: Bytes of temporaries per value in flight in a strip (sums, float copies, finishing).
+_STRIP_TEMPORARIES = 48
+
+
+def _strip_costs(costs: Costs, values_per_row: int) -> None:
+    """The strips in flight on every core: at most the band, at most each thread's strip."""
+    from imgconv.pipeline import STRIP_ELEMENTS, thread_count
+
+    in_flight = thread_count() * STRIP_ELEMENTS * 4
+    costs.rows(1, 0, values_per_row * _STRIP_TEMPORARIES, cap=max(1.0, in_flight / max(1, values_per_row)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,6 +294,76 @@ class ApplyJob(FileJob):
         # (the pipeline picks again once it is read).
         found = by_extension(source)
         self.plan.engine(integer_input=not (found is not None and found.matrix) and not self.plan.options.linear)
+
+    def finish(self, *, maxval: int, value_range: ValueRange, source_max: int | None) -> Finish:
+        from imgconv.finishing import Finish
+
+        options = self.plan.options
+        return Finish.make(
+            maxval=maxval,
+            value_range=value_range,
+            scale=options.scale,
+            offset=options.offset,
+            relu=options.relu,
+            source_max=source_max,
+        )
+
+    def streams(self, source: Source) -> bool:
+        # Linear light and premultiplied or separate alpha run whole for now.
+        options = self.plan.options
+        return not options.linear and (options.alpha_mode == "carry" or not source.has_alpha)
+
+    def check_shape(self, shape: tuple[int, int], *, subject: str) -> None:
+        self.plan.check_fits(shape, subject=subject)
+
+    def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        return self.plan.output_shape(shape)
+
+    def operation(self, *, integer_input: bool, subject: str) -> Operation:
+        from imgconv.padding import alpha_index
+        from imgconv.pipeline import chain
+        from imgconv.rows import IndexRows
+        from imgconv.streaming import Operation
+
+        plan, options = self.plan, self.plan.options
+        engine = plan.engine(integer_input=integer_input)
+        shapes = [k.shape for k in plan.kernels]
+
+        def planes(rows: Rows, finish: Finish) -> Rows:
+            return chain(rows, plan, engine, finish)
+
+        def alpha(rows: Rows) -> Rows:
+            height, width, _ = rows.shape
+            row_map = alpha_index(height, [kh for kh, _ in shapes], geometry=options.geometry, border=options.border)
+            column_map = alpha_index(width, [kw for _, kw in shapes], geometry=options.geometry, border=options.border)
+            return IndexRows(rows, row_map, column_map)
+
+        return Operation(planes, alpha)
+
+    def costs(self, source: Source, finish: Finish) -> Costs:
+        from imgconv.memory import Costs
+        from imgconv.padding import output_shape
+
+        costs = Costs()
+        shapes = [(source.height, source.width)]
+        for kernel in self.plan.kernels:
+            shapes.append(output_shape(shapes[-1], kernel.shape, self.plan.options.geometry))
+        channels = source.channels
+        a, b = 1.0, 0.0  # rows of the current step's output, for a band of R output rows
+        last = len(self.plan.kernels) - 1
+        for index in range(last, -1, -1):
+            kh = self.plan.kernels[index].shape[0]
+            width = shapes[index + 1][1]
+            itemsize = finish.dtype.itemsize if index == last and finish.elementwise else 8
+            costs.rows(a, b, width * channels * itemsize)  # the step's output band
+            _strip_costs(costs, width * channels)
+            b += 2 * (kh - 1)  # its halo, and as many rows from the far edge for wrap or reflect
+            if index:
+                costs.rows(a, b, shapes[index][1] * channels * 8)  # the cached rows of the step before
+        _source_costs(costs, source, a, b)
+        if source.has_alpha:
+            costs.rows(1, 0, shapes[-1][1] * 24)  # alpha rows gathered, then finished in float64
+        return costs
 
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         from imgconv import pipeline
@@ -190,6 +410,44 @@ class PoolJob(FileJob):
     def value_range(self) -> ValueRange | None:
         return self.options.value_range
 
+    def check_shape(self, shape: tuple[int, int], *, subject: str) -> None:
+        from imgconv.pooling import check_pool_fits
+
+        check_pool_fits(shape, size=self.options.window, padding=self.options.padding, subject=subject)
+
+    def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        from imgconv.pooling import pool_shape
+
+        options = self.options
+        return pool_shape(shape, size=options.window, stride=options.steps, padding=options.padding)
+
+    def operation(self, *, integer_input: bool, subject: str) -> Operation:
+        from imgconv.pooling import PoolRows
+        from imgconv.rows import MappedRows
+        from imgconv.streaming import Operation
+
+        options = self.options
+
+        def planes(rows: Rows, finish: Finish) -> Rows:
+            pooled = PoolRows(rows, options)
+            return MappedRows(pooled, finish) if finish.elementwise else pooled
+
+        return Operation(planes, lambda rows: PoolRows(rows, options))
+
+    def costs(self, source: Source, finish: Finish) -> Costs:
+        from imgconv.memory import Costs
+
+        costs = Costs()
+        (size, _), (stride, _) = self.options.window, self.options.steps
+        width = self.output_shape((source.height, source.width))[1]
+        channels = source.channels
+        costs.rows(1, 0, width * channels * 32)  # the pooled band in float64, and its finishing
+        costs.rows(stride, size, width * channels * 8)  # the rows reduced across columns
+        _source_costs(costs, source, stride, size)
+        if source.has_alpha:
+            costs.rows(stride, size, width * 8)
+        return costs
+
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         from imgconv.picture import transform
         from imgconv.pooling import pool_planes
@@ -215,6 +473,7 @@ def apply_file(
     output: OutputOptions | None = None,
     max_pixels: int | None = None,
     frames: FrameChoice = "all",
+    memory: int | None = None,
 ) -> None:
     """Read ``source``, filter it with ``kernels``, write ``target`` atomically.
 
@@ -229,11 +488,15 @@ def apply_file(
     max_pixels : int, optional
     frames : {'all', 'first'}
         Every frame of an animation (or page of a TIFF), or the first.
+    memory : int, optional
+        The budget in bytes (``imgconv.memory``): whole image when it fits,
+        strips when both formats stream; None: ``IMGCONV_MEMORY`` or 1 GiB.
     """
     from imgconv.plan import FilterPlan
 
     plan = FilterPlan.make(kernels, options, integer_input=not options.linear)
-    job = ApplyJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, frames=frames, plan=plan)
+    output = output or OutputOptions()
+    job = ApplyJob(color=color, output=output, max_pixels=max_pixels, frames=frames, memory=memory, plan=plan)
     job(source, target)
 
 
@@ -246,7 +509,9 @@ def pool_file(
     output: OutputOptions | None = None,
     max_pixels: int | None = None,
     frames: FrameChoice = "all",
+    memory: int | None = None,
 ) -> None:
     """Read ``source``, pool it, write ``target`` atomically (as ``apply_file``)."""
-    job = PoolJob(color=color, output=output or OutputOptions(), max_pixels=max_pixels, frames=frames, options=options)
+    output = output or OutputOptions()
+    job = PoolJob(color=color, output=output, max_pixels=max_pixels, frames=frames, memory=memory, options=options)
     job(source, target)

@@ -41,7 +41,7 @@ ENVIRONMENT = "IMGCONV_MEMORY"
 #: No band of strips is planned larger than this: beyond it the per-strip
 #: overheads are already negligible, and a smaller peak leaves the machine
 #: to the rest of its work.
-BAND_CAP = 160 << 20
+BAND_CAP = 64 << 20
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -95,17 +95,16 @@ def describe(size: int) -> str:
 
 @dataclass
 class Costs:
-    """What a run holds, as ``fixed + sum((a * R + b) * row_bytes)`` for a band of R output rows."""
+    """What a run holds for a band of R output rows: ``fixed`` bytes plus
+    blocks of ``min(a * R + b, cap)`` rows of ``row_bytes`` each."""
 
-    _per_row: float = 0.0
     _fixed: float = 0.0
-    parts: list[tuple[float, float, int]] = field(default_factory=list)
+    parts: list[tuple[float, float, float, int]] = field(default_factory=list)
 
-    def rows(self, a: float, b: float, row_bytes: int) -> None:
-        """A block of ``a * R + b`` rows of ``row_bytes`` each."""
-        self._per_row += a * row_bytes
-        self._fixed += b * row_bytes
-        self.parts.append((a, b, row_bytes))
+    def rows(self, a: float, b: float, row_bytes: int, *, cap: float = math.inf) -> None:
+        """A block of ``a * R + b`` rows of ``row_bytes`` each, at most ``cap`` rows
+        (the strips in flight on every core, say, however large the band)."""
+        self.parts.append((a, b, cap, row_bytes))
 
     def fixed(self, nbytes: float) -> None:
         """Bytes held whatever the band (a decoded TIFF segment, a deflate piece)."""
@@ -113,12 +112,19 @@ class Costs:
 
     def total(self, rows: int) -> int:
         """Bytes for a band of ``rows`` output rows."""
-        return math.ceil(self._fixed + rows * self._per_row)
+        return math.ceil(self._fixed + sum(min(a * rows + b, cap) * size for a, b, cap, size in self.parts))
 
     def band_rows(self, *, budget: int, height: int) -> int:
-        """The most output rows per band that fit ``budget`` (and ``BAND_CAP``);
-        0 when not even one row fits."""
+        """The most output rows per band (up to ``height``) that fit ``budget``
+        and ``BAND_CAP``; 0 when not even one row fits."""
         if self.total(1) > budget:
             return 0
         room = min(budget, max(BAND_CAP, self.total(1)))
-        return max(1, min(height, int((room - self._fixed) // max(self._per_row, 1.0))))
+        low, high = 1, height  # total() grows with the rows: find the last that fits
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.total(middle) <= room:
+                low = middle
+            else:
+                high = middle - 1
+        return low

@@ -156,3 +156,19 @@ def align_alpha(
             h, w = alpha.shape
             alpha = alpha[kh // 2 : kh // 2 + h - kh + 1, kw // 2 : kw // 2 + w - kw + 1]
     return alpha
+
+
+def alpha_index(length: int, kernel_sides: Sequence[int], *, geometry: Geometry, border: Border) -> np.ndarray:
+    """Which alpha cell each output position carries along one axis (-1: a
+    zero), through every kernel step: ``align_alpha`` as an index map.
+
+    >>> alpha_index(3, [3], geometry='full', border='reflect').tolist()
+    [0, 0, 1, 2, 2]
+    >>> alpha_index(3, [3], geometry='full', border='zero').tolist()
+    [-1, 0, 1, 2, -1]
+    >>> alpha_index(6, [3, 3], geometry='valid', border='zero').tolist()
+    [2, 3]
+    """
+    cells = np.arange(1, length + 1)[:, np.newaxis]  # shifted by one: a zero border pads 0, read as -1
+    aligned = align_alpha(cells, [(k, 1) for k in kernel_sides], geometry=geometry, border=border)
+    return aligned[:, 0] - 1

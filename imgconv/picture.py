@@ -144,21 +144,17 @@ def transform(
             ),
             scale=scale,
         )
-        result = _finite(planes(premultiplied, unpremultiply))
+        result = finite(planes(premultiplied, unpremultiply))
         data, carried = result[:, :, :-1], result[:, :, -1]
     else:
-        data = _finite(planes(colour, finish))
+        data = finite(planes(colour, finish))
         if picture.alpha is not None and alpha_mode == "separate":
             plain = Finish.make(
                 maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu, source_max=source_max
             )
-            carried = _finite(planes(picture.alpha[:, :, np.newaxis], plain))[:, :, 0]
+            carried = finite(planes(picture.alpha[:, :, np.newaxis], plain))[:, :, 0]
         elif picture.alpha is not None:
-            carried = alpha(picture.alpha).astype(np.float64)
-            if value_range != "float" and maxval is not None:
-                if source_max is not None and source_max != maxval:
-                    carried = carried * (maxval / source_max)
-                carried = Finish(maxval=maxval)(carried)
+            carried = finish_alpha(alpha(picture.alpha), source_max, finish)
     depth = None if value_range == "float" or maxval is None else maxval.bit_length()
     return Picture(data, carried, picture.format, depth, picture.metadata, picture.timing)
 
@@ -171,7 +167,23 @@ def _product_type(colour: np.ndarray, source_max: int | None) -> type:
     return np.uint16 if source_max is not None and source_max <= 255 else np.uint32
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
+def finite(values: np.ndarray) -> np.ndarray:
+    """``values``, after refusing float results past float64's range."""
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise InputError("the result overflows float64 (values beyond 1.8e308); scale the input or the kernel down")
     return values
+
+
+def finish_alpha(values: np.ndarray, source_max: int | None, finish: Finish) -> np.ndarray:
+    """A carried alpha plane (through the geometry, unfiltered) at the output's
+    depth: rescaled from ``source_max`` levels and rounded half up; float for float results.
+
+    >>> finish_alpha(np.array([[255]], np.uint8), 255, Finish(maxval=65535)).tolist()
+    [[65535]]
+    """
+    carried = values.astype(np.float64)
+    if finish.value_range != "float" and finish.maxval is not None:
+        if source_max is not None and source_max != finish.maxval:
+            carried = carried * (finish.maxval / source_max)
+        carried = Finish(maxval=finish.maxval)(carried)
+    return carried

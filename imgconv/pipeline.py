@@ -67,7 +67,7 @@ def run(planes: np.ndarray, plan: FilterPlan, finish: AnyFinish, *, subject: str
     return values if finish.elementwise else finish(values)
 
 
-def chain(source: Rows, plan: FilterPlan, engine: Backend, finish: Finish) -> Rows:
+def chain(source: Rows, plan: FilterPlan, engine: Backend, finish: AnyFinish) -> Rows:
     """The rows of ``plan``'s last step over ``source``, each step reading
     the one before on demand.
 

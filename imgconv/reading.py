@@ -38,7 +38,7 @@ import numpy as np
 
 from imgconv.choices import COLORS, FRAME_CHOICES, Color, FrameChoice, check
 from imgconv.errors import InputError
-from imgconv.formats import STDIO, Format, by_extension, by_name
+from imgconv.formats import STDIO, Format, by_extension, by_name, streaming_hint
 from imgconv.picture import Animation, Disposal, Picture, Timing
 
 #: Refuse images above this many pixels before decoding them (decompression
@@ -224,7 +224,7 @@ def _check_npy_size(data: bytes, subject: str, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise InputError(
             f"the matrix declares {height}x{width} = {height * width:,} values, over the limit of {max_pixels:,}; "
-            "raise it with --max-pixels",
+            f"raise it with --max-pixels ({streaming_hint()})",
             subject=subject,
         )
 
@@ -359,7 +359,7 @@ def _check_size(image: Any, subject: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise InputError(
             f"{width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,} "
-            "(a decompression bomb?); raise it with --max-pixels",
+            f"(a decompression bomb?); raise it with --max-pixels ({streaming_hint()})",
             subject=subject,
         )
     if width == 0 or height == 0:

@@ -100,3 +100,21 @@ class MappedRows:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self.function(self.source.read(start, stop))
+
+
+class IndexRows:
+    """Rows of another source picked by index maps (-1: a zero), as an alpha
+    plane is carried through a kernel's geometry without being filtered."""
+
+    def __init__(self, source: Rows, row_map: np.ndarray, column_map: np.ndarray) -> None:
+        self.source, self.row_map, self.column_map = source, row_map, column_map
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.row_map), len(self.column_map), self.source.shape[2]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        from imgconv.padding import gather
+
+        block, local = read_rows(self.source, self.row_map[start:stop])
+        return gather(block, local, self.column_map)

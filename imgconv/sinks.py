@@ -25,14 +25,16 @@ True
 from __future__ import annotations
 
 import importlib
+import io
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 if TYPE_CHECKING:
     from imgconv.encoders import EncodeOptions, Writer
     from imgconv.formats import Format
+    from imgconv.metadata import Metadata
     from imgconv.picture import Picture
 
 Shape = tuple[int, int, int]
@@ -73,14 +75,57 @@ def encode_whole(picture: Picture, fmt: Format, options: EncodeOptions, target: 
 
 
 def encode_tiff(picture: Picture, fmt: Format, options: EncodeOptions, target: str) -> Writer:
-    """TIFF: the strip writer fed with one band; a picture carrying a colour
-    profile or EXIF goes to Pillow, which writes them (such inputs are never
-    streamed: ``imgconv.sources`` leaves them to the whole-image route)."""
-    if picture.metadata:
+    """TIFF: the strip writer fed with one band, the profile and the first
+    folder's descriptive tags included; EXIF with its own folders (camera
+    settings, GPS) goes to Pillow, which writes them, and such inputs are
+    not streamed (``tiff_tags``)."""
+    if picture.metadata and tiff_tags(picture.metadata) is None:
         from imgconv.encoders import encode_pillow
 
         return encode_pillow(picture, fmt, options, target)
-    return encode_whole(picture, fmt, options, target)
+    pixels = combined(picture.data, picture.alpha)
+
+    def write(stream: BinaryIO) -> None:
+        write_tiff(stream, pixels.shape, pixels.dtype, [pixels], options=options, metadata=picture.metadata)
+
+    return write
+
+
+#: The first folder's descriptive text tags (``imgconv.metadata``), written as they are.
+_TEXT_TAGS = frozenset({270, 271, 272, 305, 306, 315, 316, 33432})
+_RESOLUTION = frozenset({282, 283, 296})
+
+
+def tiff_tags(metadata: Metadata) -> dict[str, Any] | None:
+    """tifffile's arguments for ``metadata`` (profile, text tags, resolution),
+    or None when its EXIF holds more (folders of camera settings, GPS).
+
+    >>> from imgconv.metadata import Metadata
+    >>> tiff_tags(Metadata(icc=b'profile'))
+    {'iccprofile': b'profile', 'extratags': []}
+    """
+    arguments: dict[str, Any] = {"iccprofile": metadata.icc} if metadata.icc else {}
+    extratags: list[tuple[int, str, int, str, bool]] = []
+    if metadata.exif:
+        from PIL import Image
+
+        exif = Image.Exif()
+        exif.load(metadata.exif)
+        tags = dict(exif)
+        if set(tags) - _TEXT_TAGS - _RESOLUTION:
+            return None
+        for code in sorted(_TEXT_TAGS & set(tags)):
+            if not isinstance(tags[code], str):
+                return None
+            extratags.append((code, "s", 0, tags[code], True))
+        if 282 in tags and 283 in tags:
+            x, y = tags[282], tags[283]
+            if not hasattr(x, "numerator") or not hasattr(y, "numerator"):
+                return None
+            arguments["resolution"] = ((x.numerator, x.denominator), (y.numerator, y.denominator))
+            arguments["resolutionunit"] = int(tags.get(296, 2))
+    arguments["extratags"] = extratags
+    return arguments
 
 
 def write_png(
@@ -90,10 +135,19 @@ def write_png(
     bands: Iterable[np.ndarray],
     *,
     options: EncodeOptions | None = None,
+    metadata: Metadata | None = None,
 ) -> None:
-    """PNG through imgconv's writer, one band at a time."""
+    """PNG through imgconv's writer, one band at a time; ``metadata``'s chunks
+    after IHDR, as ``containers.write_png_with_metadata`` puts them."""
     from imgconv.png import PngWriter
 
+    if metadata:
+        from imgconv.containers import _AfterHeader, metadata_chunks, png_chunk
+
+        extra = io.BytesIO()
+        for kind, body in metadata_chunks(metadata):
+            png_chunk(extra, kind, body)
+        stream = _AfterHeader(stream, extra.getvalue())  # type: ignore[assignment]
     level = options.png_level if options is not None else 1
     height, width, channels = shape
     writer = PngWriter(stream, width=width, height=height, channels=channels, dtype=dtype, level=level)
@@ -152,9 +206,15 @@ def write_tiff(
     bands: Iterable[np.ndarray],
     *,
     options: EncodeOptions | None = None,
+    metadata: Metadata | None = None,
 ) -> None:
-    """Uncompressed TIFF (BigTIFF past 4 GiB) in strips of about ``TIFF_STRIP`` bytes."""
+    """Uncompressed TIFF (BigTIFF past 4 GiB) in strips of about ``TIFF_STRIP``
+    bytes, with ``metadata`` as ``tiff_tags`` gives it."""
     import tifffile
+
+    tags = tiff_tags(metadata) if metadata else {}
+    if tags is None:
+        raise ValueError("EXIF with folders of its own is written by Pillow, whole")
 
     height, width, channels = shape
     stored = np.dtype(np.float32) if dtype.kind == "f" else dtype
@@ -175,7 +235,7 @@ def write_tiff(
             rowsperstrip=rows_per_strip,
             metadata=None,
             software=False,
-            resolution=None,
+            **tags,
         )
 
 
@@ -187,11 +247,14 @@ def _strips(bands: Iterable[np.ndarray], rows: int, dtype: np.dtype) -> Iterator
         band = band.astype(dtype, copy=False)
         while len(band):
             take = min(rows - held, len(band))
-            pending.append(band[:take])
-            held += take
+            if take == rows:  # a whole strip inside the band: one copy, not two
+                yield band[:take].tobytes()
+            else:
+                pending.append(band[:take])
+                held += take
+                if held == rows:
+                    yield np.concatenate(pending).tobytes()
+                    pending, held = [], 0
             band = band[take:]
-            if held == rows:
-                yield np.concatenate(pending).tobytes()
-                pending, held = [], 0
     if pending:
         yield np.concatenate(pending).tobytes()

@@ -31,6 +31,7 @@ from imgconv.choices import Color
 from imgconv.errors import InputError
 
 if TYPE_CHECKING:
+    from imgconv.metadata import Metadata
     from imgconv.rows import Rows
 
 #: Bytes read to recognise a file.
@@ -147,6 +148,8 @@ class Source:
     samples: Samples
     color: Color
     file_size: int
+    #: Pages (frames) in the file; only the first is read in strips.
+    pages: int = 1
     #: The last band of converted rows, shared by the planes and the alpha.
     band: tuple[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] | None = field(default=None, repr=False)
 
@@ -165,6 +168,22 @@ class Source:
     @property
     def alpha(self) -> Rows | None:
         return _Planes(self, alpha=True) if self.has_alpha else None
+
+    def metadata(self) -> Metadata:
+        """The colour profile and EXIF the whole-image route reads from this file
+        (``imgconv.metadata``): Pillow parses the header only, no pixels."""
+        from imgconv.metadata import Metadata, from_pillow
+
+        if self.format != "TIFF":
+            return Metadata()  # PGM/PPM and .npy hold none
+        from PIL import Image
+
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(self.path) as image:
+                return from_pillow(image, "TIFF")
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
     def convert(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored samples -> (planes, alpha), as the whole-image route converts them."""
@@ -276,7 +295,7 @@ def open_source(path: str, *, color: Color = "auto") -> Source | None:
         return None
     if opened is None:
         return None
-    kind, samples, depth = opened
+    kind, samples, depth, pages = opened
     stored = samples.samples
     has_alpha = depth == 8 and stored in (2, 4)
     channels = stored - has_alpha
@@ -288,10 +307,12 @@ def open_source(path: str, *, color: Color = "auto") -> Source | None:
     elif color == "gray" and stored == 3 and depth is None:
         channels = 1
     dtype = np.dtype(np.uint8 if depth == 8 else np.uint16 if depth == 16 else np.float64)
-    return Source(path, kind, samples.height, samples.width, channels, dtype, depth, has_alpha, samples, color, size)
+    return Source(
+        path, kind, samples.height, samples.width, channels, dtype, depth, has_alpha, samples, color, size, pages
+    )
 
 
-def _open_tiff(path: str) -> tuple[str, Samples, int | None] | None:
+def _open_tiff(path: str) -> tuple[str, Samples, int | None, int] | None:
     """A TIFF whose first page tifffile decodes as Pillow would read it."""
     try:
         import tifffile
@@ -303,6 +324,7 @@ def _open_tiff(path: str) -> tuple[str, Samples, int | None] | None:
         return None
     try:
         page = tiff.pages.first
+        pages = len(tiff.pages)
         depth = _tiff_depth(page)
         if depth == 0:
             tiff.close()
@@ -324,9 +346,10 @@ def _open_tiff(path: str) -> tuple[str, Samples, int | None] | None:
                     dtype=dtype,
                 ),
                 depth,
+                pages,
             )
         samples.read(0, 1)  # decodes one segment now: a codec tifffile lacks falls back to Pillow
-        return "TIFF", samples, depth
+        return "TIFF", samples, depth, pages
     except Exception:
         tiff.close()
         return None
@@ -369,7 +392,7 @@ def _contiguous(page: Any, samples: _TiffSamples) -> bool:
     return expected - int(page.dataoffsets[0]) == samples.height * row_bytes
 
 
-def _open_npy(path: str, size: int) -> tuple[str, Samples, int | None] | None:
+def _open_npy(path: str, size: int) -> tuple[str, Samples, int | None, int] | None:
     """A C-ordered .npy matrix of real numbers, complete."""
     from numpy.lib import format as npy
 
@@ -391,10 +414,11 @@ def _open_npy(path: str, size: int) -> tuple[str, Samples, int | None] | None:
     height, width, channels = (*shape, 1)[:3]
     if size < offset + height * width * channels * dtype.itemsize:
         return None
-    return "NPY", _OffsetSamples(path, offset=offset, height=height, width=width, samples=channels, dtype=dtype), None
+    samples = _OffsetSamples(path, offset=offset, height=height, width=width, samples=channels, dtype=dtype)
+    return "NPY", samples, None, 1
 
 
-def _open_pnm(path: str, size: int) -> tuple[str, Samples, int | None] | None:
+def _open_pnm(path: str, size: int) -> tuple[str, Samples, int | None, int] | None:
     """Binary PGM/PPM with maxval 255 (and 65535 for PGM), as Pillow reads them."""
     with open(path, "rb") as handle:
         head = handle.read(1024)
@@ -426,4 +450,4 @@ def _open_pnm(path: str, size: int) -> tuple[str, Samples, int | None] | None:
     if size < offset + width * height * channels * dtype.itemsize:
         return None
     samples = _OffsetSamples(path, offset=offset, height=height, width=width, samples=channels, dtype=dtype)
-    return "PPM", samples, 8 if maxval == 255 else 16
+    return "PPM", samples, 8 if maxval == 255 else 16, 1

@@ -75,6 +75,11 @@ class Reporter(Protocol):
     def summary(self, summary: Summary) -> None:
         """The line that ends a batch."""
 
+    def rows(self) -> AbstractContextManager[None]:
+        """While one file runs in this process: where a streamed image reports its rows
+        (``imgconv.streaming.observe_rows``)."""
+        ...
+
 
 def run_files(
     paths: Sequence[str],
@@ -117,7 +122,8 @@ def run_files(
         return 0
     executor = executor or LocalExecutor()
     if len(tasks) == 1 and len(inputs) == 1 and isinstance(executor, LocalExecutor):
-        work(tasks[0].source, tasks[0].target)
+        with reporter.rows():
+            work(tasks[0].source, tasks[0].target)
         return 0
     with reporter.progress(len(tasks)) as progress:
         summary = executor(tasks, work, fail_fast=fail_fast, progress=progress)

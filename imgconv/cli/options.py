@@ -118,13 +118,21 @@ def file_options(function: F) -> F:
                 default=None,
                 help="Refuse larger images before decoding [default: 100,000,000].",
             ),
+            click.option(
+                "--memory",
+                type=SIZE,
+                metavar=SIZE.name,
+                default=None,
+                help="Memory to plan for, e.g. 512M or 4G: whole images when they fit, else strips "
+                "(TIFF, .npy, PPM/PGM in; PNG, TIFF, .npy, PPM/PGM out) [env IMGCONV_MEMORY; default: 1G].",
+            ),
             click.option("--in-place", is_flag=True, help="Allow an output to be an input file (overwrite it)."),
             click.option(
                 "-j",
                 "--jobs",
                 type=click.IntRange(1),
                 default=None,
-                help="Files processed in parallel [default: the number of CPUs].",
+                help="Files processed in parallel; for one file, the cores its strips run on [default: the number of CPUs].",
             ),
             click.option("--dry-run", is_flag=True, help="Print each INPUT -> OUTPUT pair and do nothing."),
             click.option("--update", is_flag=True, help="Skip inputs whose output exists and is newer (like make)."),
@@ -148,6 +156,7 @@ class FileArguments:
     frames: str
     strip: bool
     max_pixels: int | None
+    memory: int | None
     in_place: bool
     jobs: int | None
     dry_run: bool
@@ -171,10 +180,33 @@ class FileArguments:
     def job_fields(self) -> dict[str, Any]:
         """What every per-file job takes from these options (``FileJob``'s fields)."""
         frames: FrameChoice = "first" if self.frames == "first" else "all"
-        return {"output": self.output_options(), "max_pixels": self.max_pixels, "frames": frames}
+        return {
+            "output": self.output_options(),
+            "max_pixels": self.max_pixels,
+            "frames": frames,
+            "memory": self.memory,
+        }
 
     def run(self, job: Callable[[str, str], None], *, label: str) -> None:
         """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
+        import os
+
+        saved = os.environ.get("IMGCONV_THREADS")
+        if self.jobs is not None:
+            # One file runs in this process: --jobs is then the cores its strips use
+            # (batch workers set their own single thread).
+            os.environ["IMGCONV_THREADS"] = str(self.jobs)
+        try:
+            code = self._run(job, label)
+        finally:
+            if saved is None:
+                os.environ.pop("IMGCONV_THREADS", None)
+            else:
+                os.environ["IMGCONV_THREADS"] = saved
+        if code:
+            sys.exit(code)
+
+    def _run(self, job: Callable[[str, str], None], label: str) -> int:
         from imgconv.batch import LocalExecutor, run_files
 
         executor: Executor = LocalExecutor(self.jobs)
@@ -196,8 +228,7 @@ class FileArguments:
                 update=self.update,
                 fail_fast=self.fail_fast,
             )
-        if code:
-            sys.exit(code)
+        return code
 
 
 class WindowType(click.ParamType):
@@ -218,3 +249,23 @@ class WindowType(click.ParamType):
 
 
 WINDOW = WindowType()
+
+
+class SizeType(click.ParamType):
+    """A number of bytes: ``512M``, ``4G``, ``1.5G``, ``65536`` (units of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        from imgconv.errors import ParameterError
+        from imgconv.memory import parse_size
+
+        try:
+            return parse_size(str(value))
+        except ParameterError as exc:
+            self.fail(exc.cause, param, ctx)
+
+
+SIZE = SizeType()

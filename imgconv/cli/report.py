@@ -15,11 +15,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from imgconv.batch import Failure, Progress, Summary, Task
 from imgconv.errors import EXIT_USAGE, ImgconvError, ParameterError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def option_name(parameter: str) -> str:
@@ -92,6 +96,43 @@ class CommandReporter:
                 bar.update(bar_id, advance=1, rate=f"{done / elapsed:.1f} files/s")
 
             yield show
+
+    @contextmanager
+    def rows(self) -> Iterator[None]:
+        """A rich bar counting the rows of a streamed image, on a terminal only;
+        it appears with the first band, so whole images show nothing."""
+        from imgconv.streaming import observe_rows
+
+        if self.quiet or not sys.stderr.isatty():
+            yield
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        bar = Bar(*columns, console=Console(stderr=True), transient=True)
+        task: list[TaskID] = []
+
+        def show(done: int, total: int, what: str) -> None:
+            if not task:
+                bar.start()
+                task.append(bar.add_task("imgconv", total=total))
+            bar.update(task[0], completed=done, total=total, description=f"imgconv: {what}")
+
+        try:
+            with observe_rows(show):
+                yield
+        finally:
+            if task:
+                bar.stop()
 
     def summary(self, summary: Summary) -> None:
         if self.quiet:
