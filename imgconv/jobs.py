@@ -156,7 +156,7 @@ class FileJob:
         """Plan ``source`` -> ``target``: stream it (True) or leave it to the whole-image route."""
         from pathlib import Path
 
-        from imgconv import memory, streaming
+        from imgconv import memory
         from imgconv.reading import DEFAULT_MAX_PIXELS
 
         finish, costs, whole = self.memory_plan(source, target, fmt)
@@ -182,6 +182,8 @@ class FileJob:
             )
         integer_input = source.scan()
         operation = self.operation(integer_input=integer_input, subject=source.path)
+        from imgconv import streaming
+
         options = self.output.encode_options()
         streaming.run(source, Path(target), fmt, operation, finish, band=rows, options=options, metadata=carried)
         return True
