@@ -160,6 +160,10 @@ class FileJob:
         from imgconv.reading import DEFAULT_MAX_PIXELS
 
         finish, costs, whole = self.memory_plan(source, target, fmt)
+        budget = memory.budget(self.memory)
+        limit = self.max_pixels or DEFAULT_MAX_PIXELS
+        if whole <= budget and source.height * source.width <= limit:
+            return False
         carried = self.carried_metadata(source, fmt)
         if carried and fmt.name == "TIFF":
             from imgconv.sinks import tiff_tags
@@ -168,10 +172,6 @@ class FileJob:
                 return False  # EXIF folders: Pillow writes them, whole
         elif carried and fmt.name != "PNG":
             return False  # no other streaming format keeps metadata (the format table)
-        budget = memory.budget(self.memory)
-        limit = self.max_pixels or DEFAULT_MAX_PIXELS
-        if whole <= budget and source.height * source.width <= limit:
-            return False
         out_height = self.output_shape((source.height, source.width))[0]
         rows = costs.band_rows(budget=budget, height=out_height)
         if rows == 0:
