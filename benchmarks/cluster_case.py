@@ -26,6 +26,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from inputs import PHOTO_LIKE
 from harness import REPO, Group, Row, run
 
 JOBS = "imgconv --jobs N"
@@ -42,7 +43,7 @@ SETUPS = [
 
 
 def cluster(ctx) -> list[Group]:
-    photos = sorted(ctx.inputs.photos.glob("*.png"))
+    photos = sorted(ctx.inputs.photos(PHOTO_LIKE).glob("*.png"))
     cores = os.cpu_count() or 1
     title = f"{len(photos)} photos, 512x512 RGB PNG, sharpen, {cores} workers x 1 thread on these {cores} cores"
     wall = Group("cluster", title, reference=JOBS)
@@ -56,7 +57,7 @@ def cluster(ctx) -> list[Group]:
         wall.rows = [Row(JOBS, skipped=reason), *(Row(subject, skipped=reason) for subject, _, _ in SETUPS)]
         return [wall]
     out = ctx.settings.work / "out-cluster"
-    command = [*ctx.imgconv, "apply", "-k", "sharpen", ctx.inputs.photos / "*.png", "-o", out / "{stem}.png", "--quiet"]
+    command = [*ctx.imgconv, "apply", "-k", "sharpen", ctx.inputs.photos(PHOTO_LIKE) / "*.png", "-o", out / "{stem}.png", "--quiet"]
     with ExitStack() as stack:
         clusters: dict[tuple, _LocalCluster] = {}  # one per worker environment
         subjects: list[tuple[str, _LocalCluster | None, list]] = [(JOBS, None, [*command, "--jobs", str(cores)])]

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from inputs import PHOTO_LIKE
 from harness import HERE, REPO, Group, Row, run
 
 SERVED = "imgconv, warm server"
@@ -49,7 +50,7 @@ def server(ctx) -> list[Group]:
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
     tiny = _tiny_input(work)
-    photos = sorted(ctx.inputs.photos.glob("*.png"))[:XARGS_FILES]
+    photos = sorted(ctx.inputs.photos(PHOTO_LIKE).glob("*.png"))[:XARGS_FILES]
     # What every install has (pip compiles on install); without it each cold
     # call would also compile imgconv's modules.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "imgconv")], check=True,
