@@ -78,13 +78,27 @@ def read_rows(source: Rows, row_map: np.ndarray) -> tuple[np.ndarray, np.ndarray
     valid = row_map[row_map >= 0]
     if not valid.size:  # only pad rows: any row stands in for the block's type, all are read as zeros
         return source.read(0, 1), row_map
-    wanted = np.unique(valid)
+    wanted = _distinct(valid)
     if wanted[-1] - wanted[0] == len(wanted) - 1:
         block = source.read(int(wanted[0]), int(wanted[-1]) + 1)
         return block, np.where(row_map >= 0, row_map - wanted[0], -1)
     runs = np.split(wanted, np.flatnonzero(np.diff(wanted) != 1) + 1)
     block = np.concatenate([source.read(int(run[0]), int(run[-1]) + 1) for run in runs])
     return block, np.where(row_map >= 0, np.searchsorted(wanted, row_map), -1)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for a small index array, without the import of numpy.ma
+    that ``np.unique`` costs a fresh process (about 20 ms, more than a small image's whole run).
+
+    >>> _distinct(np.array([3, 1, 3, 0])).tolist()
+    [0, 1, 3]
+    """
+    ordered = np.sort(values)
+    keep = np.empty(ordered.shape, dtype=bool)
+    keep[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 class MappedRows:
