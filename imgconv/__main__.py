@@ -1,5 +1,5 @@
 """``python -m imgconv`` runs the command line."""
 
-from imgconv.cli import main
+from imgconv.entry import main
 
 main()

@@ -7,7 +7,12 @@ of a batch alike.  Nothing else in the package decides an exit code.
     0    every requested file was written
     1    a runtime failure: an input could not be read or an output written
     2    a usage error: a bad option, kernel spec, registry or format
-    130  interrupted (Ctrl-C or SIGTERM)
+    130  interrupted by Ctrl-C (SIGINT)
+    143  stopped by SIGTERM
+
+130 and 143 are 128 plus the signal's number, what a shell reports for a
+process the signal killed, so a script or supervisor tells a stop request
+from a Ctrl-C the usual way, while imgconv still cleans up before it exits.
 
 >>> exit_status(InputError("no such file", subject="a.png"))
 (1, 'a.png: no such file')
@@ -21,6 +26,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class ImgconvError(Exception):
@@ -33,9 +39,11 @@ class ImgconvError(Exception):
     exit_code = EXIT_FAILURE
 
     def __init__(self, cause: str, *, subject: str | None = None) -> None:
+        from imgconv.limits import bounded_message
+
         self.cause = cause
         self.subject = subject
-        super().__init__(f"{subject}: {cause}" if subject else cause)
+        super().__init__(bounded_message(f"{subject}: {cause}" if subject else cause))
 
 
 class UsageFailure(ImgconvError, ValueError):
@@ -87,16 +95,24 @@ class OutputError(ImgconvError):
     """An output cannot be written: exit 1."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked the run to stop: it unwinds as Ctrl-C does, and exits 143."""
+
+
 def exit_status(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message a run ends with after ``exc``.
 
     Library errors carry their own; running out of memory is a runtime
     failure; anything else is a bug, reported as an internal error.
     """
+    from imgconv.limits import bounded_message
+
     if isinstance(exc, ImgconvError):
         return exc.exit_code, str(exc)
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED, "terminated"
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted"
     if isinstance(exc, MemoryError):
         return EXIT_FAILURE, "out of memory"
-    return EXIT_FAILURE, f"internal error: {type(exc).__name__}: {exc}"
+    return EXIT_FAILURE, bounded_message(f"internal error: {type(exc).__name__}: {exc}")

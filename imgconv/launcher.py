@@ -1,10 +1,13 @@
 """The ``imgconv`` console script: serve the call, or run it in-process.
 
-This runs before anything heavy is imported.  With ``IMGCONV_SERVER=auto``
-the call goes to the resident server (``imgconv.server.client``, which
-imports only what talking to it needs); whenever the server cannot take
-the call, and always without that setting, the command line runs here as
-it always has.  ``imgconv server ...`` itself always runs here.
+This runs before anything heavy is imported, and its first act is to
+install imgconv's signal handling (``imgconv.entry``), so Ctrl-C or SIGTERM
+at any later moment ends the call with one line and exit 130 or 143.  With
+``IMGCONV_SERVER=auto`` the call goes to the resident server
+(``imgconv.server.client``, which imports only what talking to it needs);
+whenever the server cannot take the call, and always without that setting,
+the command line runs here as it always has.  ``imgconv server ...`` itself
+always runs here.
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ from __future__ import annotations
 import os
 import sys
 
+from imgconv.entry import prepare, stopped
+
 
 def main() -> None:
+    prepare()
     if os.environ.get("IMGCONV_SERVER") == "auto" and sys.argv[1:2] != ["server"]:
         try:
             from imgconv.server.client import run
 
             code = run(sys.argv)
-        except KeyboardInterrupt:  # Ctrl-C before the server took the call: nothing ran
-            os.write(2, b"imgconv: interrupted\n")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # a signal before the server took the call: nothing ran
+            stopped(exc)
         if code is not None:
             sys.exit(code)
-    from imgconv.cli import main as run_in_process
-
+    try:
+        from imgconv.cli import main as run_in_process
+    except KeyboardInterrupt as exc:  # a signal while the command line imports
+        stopped(exc)
     run_in_process()

@@ -164,8 +164,12 @@ def _each(work: Callable[[int], None], items: range, workers: int) -> None:
         # numpy releases the GIL inside its loops, so strips run on every core.
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             list(pool.map(work, items))
+        finally:
+            # On Ctrl-C, drop the strips not yet started instead of finishing the image.
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for item in items:
             work(item)
@@ -173,8 +177,9 @@ def _each(work: Callable[[int], None], items: range, workers: int) -> None:
 
 def thread_count() -> int:
     """Threads for the strips: ``IMGCONV_THREADS``, else the number of CPUs."""
-    text = os.environ.get("IMGCONV_THREADS", "")
-    return int(text) if text.isdigit() and int(text) > 0 else (os.cpu_count() or 1)
+    from imgconv.limits import env_int
+
+    return env_int("IMGCONV_THREADS", os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------

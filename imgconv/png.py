@@ -79,8 +79,11 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return [function(item) for item in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(workers) as pool:
+    pool = ThreadPoolExecutor(workers)
+    try:
         return list(pool.map(function, items))
+    finally:  # on Ctrl-C, drop the pieces not yet started instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------

@@ -23,22 +23,33 @@ is the first frame.
 
 from __future__ import annotations
 
+import array
 import importlib
 import io
+import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from imgconv.choices import COLORS, FRAME_CHOICES, Color, FrameChoice, check
 from imgconv.errors import InputError
 from imgconv.formats import STDIO, Format, by_extension, by_name, streaming_hint
+from imgconv.limits import (
+    METADATA_BYTES,
+    VALUES_PER_PIXEL,
+    Limit,
+    excerpt,
+    input_byte_limit,
+    open_input,
+    quote,
+    read_all,
+    read_head,
+)
 from imgconv.picture import Animation, Disposal, Picture, Timing
 
 #: Refuse images above this many pixels before decoding them (decompression
@@ -133,38 +144,41 @@ def read_frames(
     check("color", color, COLORS)
     check("frames", frames, FRAME_CHOICES)
     name = os.fspath(source)
-    matrix: Format | None
-    if name == STDIO:
-        data = sys.stdin.buffer.read()
-        subject = "<stdin>"
-        matrix = _sniff(data)
-    else:
-        subject = name
-        data = _read_bytes(Path(name))
-        found = by_extension(name)
-        matrix = found if found is not None and found.matrix else None
-    if not data:
-        raise InputError("the file is empty", subject=subject)
-    if matrix is not None:
-        assert matrix.reader is not None  # every matrix format has one
-        module, function = matrix.reader.split(":")
-        reader: Callable[..., Picture] = getattr(importlib.import_module(module), function)
-        picture = _to_color(reader(data, subject=subject, max_pixels=max_pixels), color)
-        return Frames(picture.format, Animation(), iter([picture]))
-    return _open_image(data, subject, color=color, max_pixels=max_pixels, frames=frames)
-
-
-def _read_bytes(path: Path) -> bytes:
+    subject = "<stdin>" if name == STDIO else name
+    limit = Limit(input_byte_limit(max_pixels), subject=subject, error=InputError, hint=_RAISE_PIXELS)
+    stream = open_input(name, limit, stdin=name == STDIO)
+    owned = True  # until the image's frames take the stream over
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", subject=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not an image", subject=str(path)) from None
-    except PermissionError:
-        raise InputError("permission denied", subject=str(path)) from None
-    except OSError as exc:
-        raise InputError(exc.strerror or str(exc), subject=str(path)) from None
+        head = read_head(stream, limit)
+        if not head:
+            raise InputError("the file is empty", subject=subject)
+        matrix: Format | None
+        if name == STDIO:
+            matrix = _sniff(head)
+        else:
+            found = by_extension(name)
+            matrix = found if found is not None and found.matrix else None
+        if matrix is None:
+            owned = False
+            return _open_image(stream, limit, subject, color=color, max_pixels=max_pixels, frames=frames)
+        # Refuse what the first bytes already show is wrong, before reading the rest.
+        if matrix.name == "NPY":
+            _check_npy_size(head, subject, max_pixels)
+        elif b"\0" in head:
+            raise InputError("not a text matrix (it holds NUL bytes)", subject=subject)
+        data = read_all(stream, limit)
+    finally:
+        if owned:
+            stream.close()
+    assert matrix.reader is not None  # every matrix format has one
+    module, function = matrix.reader.split(":")
+    reader: Callable[..., Picture] = getattr(importlib.import_module(module), function)
+    picture = _to_color(reader(data, subject=subject, max_pixels=max_pixels), color)
+    return Frames(picture.format, Animation(), iter([picture]))
+
+
+#: How a refusal by size tells the user to raise the limit.
+_RAISE_PIXELS = "raise it with --max-pixels"
 
 
 def _sniff(data: bytes) -> Format | None:
@@ -192,41 +206,55 @@ def read_npy(data: bytes, *, subject: str, max_pixels: int) -> Picture:
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        # numpy quotes the raw header, object addresses included: keep its first clause.
-        cause = re.sub(r" at 0x[0-9a-f]+", "", _clean(exc)).split(": ")[0]
-        raise InputError(f"not a valid .npy matrix ({cause})", subject=subject) from None
+        raise InputError(f"not a valid .npy matrix ({_npy_cause(exc)})", subject=subject) from None
     return _matrix(array, "NPY", subject)
 
 
 def read_csv(data: bytes, *, subject: str, max_pixels: int) -> Picture:
     """A comma-separated matrix."""
-    return _matrix(_parse_text_matrix(data, delimiter=",", subject=subject), "CSV", subject)
+    return _matrix(_parse_text_matrix(data, delimiter=",", subject=subject, max_pixels=max_pixels), "CSV", subject)
 
 
 def read_txt(data: bytes, *, subject: str, max_pixels: int) -> Picture:
     """A whitespace-separated matrix."""
-    return _matrix(_parse_text_matrix(data, delimiter=None, subject=subject), "TXT", subject)
+    return _matrix(_parse_text_matrix(data, delimiter=None, subject=subject, max_pixels=max_pixels), "TXT", subject)
 
 
 def _check_npy_size(data: bytes, subject: str, max_pixels: int) -> None:
-    """Apply the pixel limit to a .npy header before numpy allocates its
-    shape: a 200-byte file may declare 100000 x 100000 float64 values."""
+    """Apply the limits to a .npy header before numpy allocates its shape: a
+    200-byte file may declare 100000 x 100000 float64 values, or 10 x 10 x
+    10**9 (every value counts, channels too).  ``data`` may be the file's
+    first bytes only: a header that does not fit in them is refused."""
     from numpy.lib import format as npy
 
+    if not data.startswith(b"\x93NUMPY"):
+        raise InputError("not a valid .npy matrix (it does not start with the .npy magic bytes)", subject=subject)
     stream = io.BytesIO(data)
     try:
         version = npy.read_magic(stream)
         read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape = read_header(stream)[0]
-    except (ValueError, OSError, EOFError, SyntaxError):
-        return  # np.load reports the malformed header in its own words
-    height, width = (*tuple(shape), 1, 1)[:2]
+        shape = tuple(read_header(stream)[0])
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise InputError(f"not a valid .npy matrix ({_npy_cause(exc)})", subject=subject) from None
+    height, width = (*shape, 1, 1)[:2]
     if height * width > max_pixels:
         raise InputError(
             f"the matrix declares {height}x{width} = {height * width:,} values, over the limit of {max_pixels:,}; "
             f"raise it with --max-pixels ({streaming_hint()})",
             subject=subject,
         )
+    values = math.prod(shape)
+    if values > VALUES_PER_PIXEL * max_pixels:
+        raise InputError(
+            f"the matrix declares {'x'.join(map(str, shape))} = {values:,} values, over the limit of "
+            f"{VALUES_PER_PIXEL * max_pixels:,} ({VALUES_PER_PIXEL} a pixel); raise it with --max-pixels",
+            subject=subject,
+        )
+
+
+def _npy_cause(exc: BaseException) -> str:
+    """numpy quotes the raw header, object addresses included: keep its first clause."""
+    return quote(re.sub(r" at 0x[0-9a-f]+", "", _clean(exc)).split(": ")[0], 200)[1:-1]
 
 
 def _matrix(array: np.ndarray, kind: str, subject: str) -> Picture:
@@ -242,29 +270,36 @@ def _matrix(array: np.ndarray, kind: str, subject: str) -> Picture:
     return Picture(planes, None, kind, None)
 
 
-def _parse_text_matrix(data: bytes, *, delimiter: str | None, subject: str) -> np.ndarray:
+def _parse_text_matrix(data: bytes, *, delimiter: str | None, subject: str, max_pixels: int) -> np.ndarray:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not a text matrix (not UTF-8)", subject=subject) from None
-    rows: list[list[float]] = []
+    # Values gather in one float64 array (8 bytes each, not a Python float
+    # apiece), and no more of them than the pixel limit allows.
+    values = array.array("d")
+    width = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         cells = line.split(delimiter) if delimiter else line.split()
         try:
-            rows.append([float(c) for c in cells])
+            values.extend(float(c) for c in cells)
         except ValueError:
             bad = next(c for c in cells if not _is_float(c))
-            raise InputError(f"line {number}: '{bad.strip()}' is not a number", subject=subject) from None
-        if len(rows[-1]) != len(rows[0]):
+            raise InputError(f"line {number}: {quote(bad.strip())} is not a number", subject=subject) from None
+        width = width or len(cells)
+        if len(cells) != width:
+            raise InputError(f"line {number}: {len(cells)} values, the first row has {width}", subject=subject)
+        if len(values) > max_pixels:
             raise InputError(
-                f"line {number}: {len(rows[-1])} values, the first row has {len(rows[0])}", subject=subject
+                f"line {number}: more than {max_pixels:,} values, over the limit; raise it with --max-pixels",
+                subject=subject,
             )
-    if not rows:
+    if not values:
         raise InputError("no numbers in the matrix file", subject=subject)
-    return np.array(rows, dtype=np.float64)
+    return np.frombuffer(values, dtype=np.float64).reshape(-1, width).copy()
 
 
 def _is_float(text: str) -> bool:
@@ -303,18 +338,44 @@ def _pillow_reading() -> Iterator[None]:
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
-def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, frames: FrameChoice) -> Frames:
-    from PIL import Image, UnidentifiedImageError
+def _open_image(
+    stream: BinaryIO, limit: Limit, subject: str, *, color: Color, max_pixels: int, frames: FrameChoice
+) -> Frames:
+    """The frames of an image file, which own ``stream`` from here: a still
+    image closes it once decoded, an animation once its frames are read."""
+    try:
+        head = read_head(stream, limit, 64)
+        if head.startswith(PNG_SIGNATURE):
+            # imgconv's own reader takes the whole file, read within what its header allows.
+            data = read_all(stream, _png_limit(head, limit))
+            stream.close()
+            stream = io.BytesIO(data)
+            fast = _fast_png(data, color=color, max_pixels=max_pixels)
+            if fast is not None:
+                return Frames("PNG", Animation(), iter([fast]))
+        image, source_format, first, count = _identify(stream, subject, max_pixels=max_pixels, frames=frames)
+        if count == 1 and first == 0:
+            # Decoded now: a generator would hold the decoded image while the picture is filtered.
+            pictures = iter([_still(image, source_format, subject, color=color)])
+            stream.close()
+            return Frames(source_format, Animation(), pictures)
+    except BaseException:
+        stream.close()
+        raise
+    loop = image.info.get("loop")
+    animation = Animation(count=count, loop=None if loop is None else int(loop))
+    frames_of = _frames(image, source_format, subject, first, count, color, max_pixels)
+    return Frames(source_format, animation, _closing(frames_of, stream))
 
-    if data.startswith(PNG_SIGNATURE):
-        fast = _fast_png(data, color=color, max_pixels=max_pixels)
-        if fast is not None:
-            return Frames("PNG", Animation(), iter([fast]))
+
+def _identify(stream: BinaryIO, subject: str, *, max_pixels: int, frames: FrameChoice) -> tuple[Any, str, int, int]:
+    """Pillow's image (header read, nothing decoded), its format, and the frames to give."""
+    from PIL import Image, UnidentifiedImageError
 
     image: Any
     with _pillow_reading():
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(stream)  # Pillow reads as far as the image needs, within the limit
         except UnidentifiedImageError:
             raise InputError("not an image file (or a format imgconv cannot read)", subject=subject) from None
         except _DECODE_ERRORS as exc:
@@ -330,16 +391,37 @@ def _open_image(data: bytes, subject: str, *, color: Color, max_pixels: int, fra
             if count > 1 and image.info.get("default_image"):
                 # An APNG's image for viewers without animation, not one of its frames.
                 count, first = count - 1, 1
-    if count == 1 and first == 0:
-        # Decoded now: a generator would hold the decoded image while the picture is filtered.
-        pictures = iter([_still(image, source_format, subject, color=color)])
-        return Frames(source_format, Animation(), pictures)
-    loop = image.info.get("loop")
-    animation = Animation(count=count, loop=None if loop is None else int(loop))
-    return Frames(source_format, animation, _frames(image, source_format, subject, first, count, color, max_pixels))
+    return image, source_format, first, count
+
+
+def _closing(pictures: Iterator[Picture], stream: BinaryIO) -> Iterator[Picture]:
+    """``pictures``, then the stream they are read from closed (also if abandoned)."""
+    try:
+        yield from pictures
+    finally:
+        stream.close()
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_limit(head: bytes, limit: Limit) -> Limit:
+    """The bytes a PNG may take, from its header: the rows its IHDR declares
+    (a deflate stream is never much larger than its data) twice over, plus
+    room for metadata; so a PNG header followed by endless garbage is
+    refused after megabytes, not gigabytes.  A header that is not right
+    keeps the general limit (Pillow reports it)."""
+    import struct
+
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        return limit
+    width, height, bits, color_type = struct.unpack(">IIBB", head[16:26])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color_type, 4)
+    rows = height * (1 + (width * channels * max(bits, 1) + 7) // 8)
+    bound = 2 * rows + METADATA_BYTES
+    if bound >= limit.count:
+        return limit
+    return Limit(bound, subject=limit.subject, error=limit.error, hint=f"more than its {width}x{height} pixels need")
 
 
 def _fast_png(data: bytes, *, color: Color, max_pixels: int) -> Picture | None:
@@ -439,7 +521,7 @@ def _timing(image: Any, source_format: str) -> Timing | None:
 
 def _clean(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return excerpt(text.splitlines()[0], 200)
 
 
 def _from_pil(

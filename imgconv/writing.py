@@ -2,7 +2,8 @@
 
 Every output is written atomically: encoded straight into a temporary file
 in the target folder, then renamed over the target, so a failed run never
-leaves a partial file behind.  Binary data is never sent to a terminal.
+leaves a partial file behind (``imgconv.output`` says how the temporary
+file stays invisible).  Binary data is never sent to a terminal.
 
 ``write_frames`` writes a file of several frames, pulled one at a time
 from an iterator (so decoding and filtering happen frame by frame while the
@@ -23,8 +24,6 @@ from __future__ import annotations
 import importlib
 import io
 import os
-import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -33,9 +32,12 @@ from typing import BinaryIO
 import numpy as np
 
 from imgconv.encoders import EncodeOptions, FrameWriterType, Writer
-from imgconv.errors import InputError, OutputError, UsageFailure
+from imgconv.errors import InputError
 from imgconv.formats import STDIO, Format, check_capacity, check_frames, format_for
+from imgconv.output import write_atomic, write_stdout
 from imgconv.picture import Animation, Picture
+
+__all__ = ["encode_picture", "encoder_for", "write_atomic", "write_frames", "write_picture", "write_stdout"]
 
 
 def fitted(picture: Picture, fmt: Format, *, target: str = "output") -> Picture:
@@ -153,65 +155,3 @@ def write_frames(
         writer.close()
 
     _deliver(encode, name, text=chosen.text)
-
-
-def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) -> None:
-    """Write to stdout; binary data is never sent to a terminal."""
-    stream = stream or sys.stdout.buffer
-    if not text and stream.isatty():
-        raise UsageFailure("refusing to write binary image data to a terminal; redirect it or give a file", subject="-")
-    view = memoryview(payload)
-    try:
-        # A raw or non-blocking stream may take only part: a cut image must not pass for success.
-        while view:
-            written = stream.write(view)
-            if not written:
-                raise OutputError("stdout took no more data; the output is incomplete", subject="-")
-            view = view[written:]
-        stream.flush()
-    except BrokenPipeError:
-        raise OutputError("the reader closed the pipe before the whole output was written", subject="-") from None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def write_atomic(path: Path, payload: bytes | Callable[[BinaryIO], object]) -> None:
-    """Write ``payload`` (bytes, or a function writing to a stream) to ``path``
-    via a temporary file in the same folder and a rename."""
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
-        cause = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
-        raise OutputError(f"cannot create folder {folder}: {cause}", subject=str(path)) from None
-    if path.is_dir():
-        raise OutputError("is a directory", subject=str(path))
-    try:
-        handle, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
-    try:
-        # Readable too: a multi-page TIFF writer reads back the offsets it patches.
-        with os.fdopen(handle, "w+b") as stream:
-            if callable(payload):
-                payload(stream)
-            else:
-                stream.write(payload)
-        os.chmod(temp_name, 0o666 & ~_UMASK)
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        try:
-            os.unlink(temp_name)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
-        raise

@@ -22,12 +22,21 @@ from bad_inputs.make_corpus import build
 from conftest import SAMPLES, pixels
 from PIL import Image
 
-from imgconv import writing
+from imgconv import limits, output
 
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     return build(tmp_path_factory.mktemp("bad_inputs"))
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def temp_scheme(request, monkeypatch) -> str:
+    """Both kinds of temporary file: unnamed (O_TMPFILE, Linux) and the named, locked fallback."""
+    if request.param == "unnamed" and not output.USE_TMPFILE:
+        pytest.skip("this system has no unnamed temporary files")
+    monkeypatch.setattr(output, "USE_TMPFILE", request.param == "unnamed")
+    return request.param
 
 
 @pytest.fixture
@@ -485,14 +494,14 @@ def test_unreadable_input(run, corpus, out, tmp_path):
 
 
 def test_unreadable_input_simulated(run, corpus, out, monkeypatch):
-    real = Path.read_bytes
+    real = os.open
 
-    def denied(path):
-        if path.name == "good.png":
+    def denied(path, *args, **kwargs):
+        if str(path).endswith("good.png"):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real(path)
+        return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(limits.os, "open", denied)
     run_and_check(
         run, Case("unreadable", f"{APPLY} {IMAGE_ARGS}", 1, ("{c}/good.png", "permission denied")), corpus, out
     )
@@ -510,11 +519,15 @@ def test_read_only_folder(run, corpus, out):
         out.chmod(0o755)
 
 
-def test_read_only_folder_simulated(run, corpus, out, monkeypatch):
-    def denied(*args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied")
+def test_read_only_folder_simulated(run, corpus, out, monkeypatch, temp_scheme):
+    real = os.open
 
-    monkeypatch.setattr(writing.tempfile, "mkstemp", denied)
+    def denied(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR):  # creating the temporary file
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(output.os, "open", denied)
     run_and_check(run, Case("read-only", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", "Permission denied")), corpus, out)
 
 
@@ -536,27 +549,32 @@ class HalfWriter:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_full_disk_simulated(run, corpus, out, monkeypatch):
+def test_full_disk_simulated(run, corpus, out, monkeypatch, temp_scheme):
     real = os.fdopen
-    monkeypatch.setattr(writing.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
+    monkeypatch.setattr(output.os, "fdopen", lambda fd, mode, **kw: HalfWriter(real(fd, mode, **kw)))
     case = Case("disk full", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.ENOSPC)))
     run_and_check(run, case, corpus, out)
 
 
-def test_full_disk_over_an_existing_output_keeps_it(run, corpus, out, monkeypatch):
+def test_full_disk_over_an_existing_output_keeps_it(run, corpus, out, monkeypatch, temp_scheme):
     (out / "x.png").write_bytes(b"the previous result")
     real = os.fdopen
-    monkeypatch.setattr(writing.os, "fdopen", lambda fd, mode: HalfWriter(real(fd, mode)))
+    monkeypatch.setattr(output.os, "fdopen", lambda fd, mode, **kw: HalfWriter(real(fd, mode, **kw)))
     case = Case("disk full", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.ENOSPC)))
     run_and_check(run, case, corpus, out)
     assert (out / "x.png").read_bytes() == b"the previous result"
 
 
-def test_failed_rename_simulated(run, corpus, out, monkeypatch):
-    def read_only_filesystem(source, target):
+@pytest.mark.parametrize("existing", [False, True], ids=["new output", "replaced output"])
+def test_failed_rename_simulated(run, corpus, out, monkeypatch, temp_scheme, existing):
+    if existing:
+        (out / "x.png").write_bytes(b"the previous result")
+
+    def read_only_filesystem(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(writing.os, "replace", read_only_filesystem)
+    monkeypatch.setattr(output.os, "replace", read_only_filesystem)
+    monkeypatch.setattr(output.os, "link", read_only_filesystem)
     case = Case("read-only file system", f"{APPLY} {IMAGE_ARGS}", 1, ("{o}/x.png", os.strerror(errno.EROFS)))
     run_and_check(run, case, corpus, out)
 

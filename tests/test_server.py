@@ -482,8 +482,9 @@ def test_signal_on_the_client_reaches_the_call(server, env, tmp_path, signum):
     child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    # What an in-process run prints when interrupted (click adds the newline).
-    assert (process.returncode, stdout, stderr) == (130, b"", b"\nimgconv: interrupted\n")
+    # What an in-process run prints when interrupted: one line, 130 for Ctrl-C, 143 for SIGTERM.
+    code, word = (130, b"interrupted") if signum == signal.SIGINT else (143, b"terminated")
+    assert (process.returncode, stdout, stderr) == (code, b"", b"imgconv: " + word + b"\n")
     wait_until(lambda: not alive(child), "the call's process to end")
     assert list((tmp_path / "out").iterdir()) == []  # no output, no .part file
 
@@ -509,7 +510,7 @@ def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
     process.send_signal(signal.SIGCONT)
     wait_until(lambda: _state(process.pid) != "T" and _state(child) != "T", "both to continue")
     process.send_signal(signal.SIGINT)
-    assert process.communicate(timeout=60)[1] == b"\nimgconv: interrupted\n" and process.returncode == 130
+    assert process.communicate(timeout=60)[1] == b"imgconv: interrupted\n" and process.returncode == 130
 
 
 def test_a_killed_client_stops_its_call(server, env, tmp_path):

@@ -101,7 +101,7 @@ def run_files(
     all); several run as a batch on ``executor`` (by default worker
     processes on every CPU) whose failures are reported one by one and whose
     exit code (returned) is the worst of them.  An interrupted batch reports
-    its summary, then raises KeyboardInterrupt.
+    its summary, then raises the KeyboardInterrupt (or ``Terminated``) that stopped it.
     """
     if output is None:
         if len(paths) != 2:
@@ -129,6 +129,6 @@ def run_files(
         summary = executor(tasks, work, fail_fast=fail_fast, progress=progress)
     summary.skipped = skipped
     reporter.summary(summary)
-    if summary.interrupted:
-        raise KeyboardInterrupt
+    if summary.interrupted is not None:
+        raise summary.interrupted
     return summary.exit_code

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from imgconv.batch.paths import Task, remove_temporaries
-from imgconv.errors import EXIT_INTERRUPTED, exit_status
+from imgconv.errors import exit_status
 
 Work = Callable[[str, str], None]
 
@@ -34,18 +34,22 @@ class Failure:
 
 @dataclass
 class Summary:
-    """What a batch did; ``exit_code`` is the worst of its files' codes."""
+    """What a batch did; ``exit_code`` is the worst of its files' codes.
+
+    ``interrupted`` is the Ctrl-C (KeyboardInterrupt) or SIGTERM
+    (``Terminated``) that stopped the batch, if one did.
+    """
 
     done: int = 0
     skipped: int = 0
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
-    interrupted: bool = False
+    interrupted: KeyboardInterrupt | None = None
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
+        if self.interrupted is not None:
+            return exit_status(self.interrupted)[0]
         return max((f.exit_code for f in self.failures), default=0)
 
 
@@ -88,46 +92,92 @@ def run(
 ) -> Summary:
     """Run ``work`` over ``tasks``; failures are collected, not raised.
 
-    With ``jobs > 1`` and several tasks, files run in worker processes.
-    Ctrl-C (KeyboardInterrupt) stops the workers; temporary files are
-    removed and finished outputs stay.
-    """
-    summary = Summary()
-    started = time.perf_counter()
+    With ``jobs > 1`` and several tasks, files run in worker processes, as
+    many at once as ``jobs`` allows and the memory holds (see
+    ``imgconv.batch.memory``).  Ctrl-C or SIGTERM (KeyboardInterrupt) stops
+    the workers; temporary files are removed and finished outputs stay.
 
-    def record(task: Task, failure: Failure | None) -> bool:
-        if failure is None:
-            summary.done += 1
-        else:
-            summary.failures.append(failure)
+    The summary counts exactly the outputs left complete: each finished task
+    is recorded in one step, and a task that completed its output in the
+    instant an interruption arrived, before it could report, is found by
+    its output having changed since the task was handed out.
+    """
+    started = time.perf_counter()
+    outcomes: dict[int, Failure | None] = {}
+    handed: dict[int, tuple[int, int, int] | None] = {}
+
+    def hand(index: int) -> None:
+        handed[index] = _identity(tasks[index].target)
+
+    def record(index: int, failure: Failure | None) -> bool:
+        outcomes[index] = failure
         if progress:
-            progress(task, failure)
+            progress(tasks[index], failure)
         return failure is not None and fail_fast
 
+    interrupted: KeyboardInterrupt | None = None
     try:
         if jobs <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                if record(task, run_one(work, task)):
+            for index, task in enumerate(tasks):
+                hand(index)
+                if record(index, run_one(work, task)):
                     break
         else:
-            _run_pool(tasks, work, min(jobs, len(tasks)), record)
-    except KeyboardInterrupt:
-        summary.interrupted = True
+            _run_pool(tasks, work, min(jobs, len(tasks)), hand, record)
+    except KeyboardInterrupt as exc:
+        interrupted = exc
         remove_temporaries(tasks)
+    summary = Summary(interrupted=interrupted)
+    summary.failures = [f for f in outcomes.values() if f is not None]
+    summary.done = len(outcomes) - len(summary.failures)
+    if interrupted is not None:
+        unreported = (i for i in handed if i not in outcomes)
+        summary.done += sum(1 for i in unreported if _identity(tasks[i].target) not in (None, handed[i]))
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _run_pool(tasks: Sequence[Task], work: Work, processes: int, record: Callable[[Task, Any], bool]) -> None:
-    """Hand tasks to worker processes one at a time until all are done or ``record`` says stop."""
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """What tells a file from its replacement: a complete output is always a new inode."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns
+
+
+def _run_pool(
+    tasks: Sequence[Task],
+    work: Work,
+    processes: int,
+    hand: Callable[[int], None],
+    record: Callable[[int, Any], bool],
+) -> None:
+    """Hand tasks to worker processes, one at a time each, as the memory budget
+    allows, until all are done or ``record`` says stop."""
+    from imgconv.batch.memory import Budget
     from imgconv.batch.workers import Workers
 
-    pending = iter(enumerate(tasks))
+    budget = Budget.of_this_machine()
+    costs: dict[int, int] = {}
+    pending = list(range(len(tasks)))
+    pending.reverse()  # pop() from the end takes them in order
     with Workers(work, processes) as workers:
-        for worker in workers.idle():
-            workers.give(worker, next(pending, None))
-        while workers.busy():
-            worker, index, failure = workers.next_result()
-            if record(tasks[index], failure):
+        while True:
+            while pending and workers.can_take():
+                index = pending[-1]
+                cost = costs.get(index)
+                if cost is None:
+                    cost = costs[index] = budget.cost(tasks[index].source)
+                if not budget.fits(cost):
+                    break
+                pending.pop()
+                budget.take(index, cost)
+                hand(index)
+                workers.give(index, tasks[index])
+            if not workers.busy():
                 return
-            workers.give(worker, next(pending, None))
+            index, failure = workers.next_result()
+            budget.release(index)
+            if record(index, failure):
+                return

@@ -193,13 +193,9 @@ def up_to_date(task: Task) -> bool:
 
 
 def remove_temporaries(tasks: Iterable[Task]) -> None:
-    """Remove ``.NAME.*.part`` files that interrupted writes may have left."""
-    for task in tasks:
-        if task.target == "-":
-            continue
-        target = Path(task.target)
-        for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
-            try:
-                leftover.unlink()
-            except OSError:
-                pass
+    """Remove the stale temporaries an interrupted batch may have left in its
+    output folders; temporaries that other, live runs are writing stay."""
+    from imgconv.output import sweep_temporaries
+
+    for folder in sorted({os.path.dirname(os.path.abspath(t.target)) for t in tasks if t.target != "-"}):
+        sweep_temporaries(folder)

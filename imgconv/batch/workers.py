@@ -8,8 +8,10 @@ interruption could leave held), and workers run in a session of their own,
 so a Ctrl-C at the terminal reaches only the parent, which alone decides:
 it stops the workers with SIGTERM, which unwinds each through the clean-up
 of any half-written temporary file.  A worker whose parent goes away sees
-its stdin close and exits; a worker that dies takes only its own file with
-it, and a fresh one takes its place.
+its stdin close and exits quietly; a worker that dies takes only its own
+file with it, and a fresh one starts when a task needs it.  Workers start
+as tasks need them, up to ``--jobs``, and only as many files run at once
+as the memory holds (``imgconv.batch.memory``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import IO, Any
 
@@ -34,7 +36,7 @@ STOP_SECONDS = 10.0
 class Worker:
     """One worker process and the task it holds."""
 
-    def __init__(self, work_bytes: bytes) -> None:
+    def __init__(self, work_bytes: bytes, register: Callable[[Worker], object]) -> None:
         environment = dict(os.environ, IMGCONV_THREADS="1")  # the processes already use every core
         self.process = subprocess.Popen(
             [sys.executable, "-m", "imgconv.batch.workers"],
@@ -44,6 +46,7 @@ class Worker:
             start_new_session=True,
         )
         self.task: tuple[int, Task] | None = None
+        register(self)
         self.send(work_bytes)
 
     @property
@@ -69,7 +72,8 @@ class Worker:
 
 
 class Workers:
-    """A set of worker processes, stopped on exit from the ``with`` block."""
+    """Up to ``count`` worker processes, started as tasks need them and
+    stopped on exit from the ``with`` block."""
 
     def __init__(self, work: Work, count: int) -> None:
         self.work_bytes = pickle.dumps(work)
@@ -77,12 +81,6 @@ class Workers:
         self.workers: list[Worker] = []
 
     def __enter__(self) -> Workers:
-        try:
-            for _ in range(self.count):
-                self.workers.append(Worker(self.work_bytes))
-        except BaseException as exc:  # interrupted while starting: stop the ones started
-            self.__exit__(type(exc), exc, exc.__traceback__)
-            raise
         return self
 
     def __exit__(
@@ -100,20 +98,27 @@ class Workers:
                 worker.process.wait()
             worker.output.close()
 
-    def idle(self) -> Iterator[Worker]:
-        return iter(list(self.workers))
+    def can_take(self) -> bool:
+        """Whether a task handed out now would start at once."""
+        return len(self.workers) < self.count or any(w.task is None for w in self.workers)
 
     def busy(self) -> bool:
         return any(w.task is not None for w in self.workers)
 
-    def give(self, worker: Worker, item: tuple[int, Task] | None) -> None:
-        """Hand ``item`` to ``worker``, or let it go when there is nothing left."""
-        worker.task = item
-        if item is not None:
-            worker.send(pickle.dumps(item))
+    def give(self, index: int, task: Task) -> None:
+        """Hand task ``index`` to an idle worker, starting one if none is idle."""
+        worker = next((w for w in self.workers if w.task is None), None)
+        if worker is None:
+            worker = self._start()
+        worker.task = (index, task)
+        worker.send(pickle.dumps(worker.task))
 
-    def next_result(self) -> tuple[Worker, int, Failure | None]:
-        """Wait for the next finished task; a worker that died fails its task and is replaced."""
+    def _start(self) -> Worker:
+        # Listed before its first message: an interruption from here on stops it too.
+        return Worker(self.work_bytes, self.workers.append)
+
+    def next_result(self) -> tuple[int, Failure | None]:
+        """Wait for the next finished task; a worker that died fails its task and is dropped."""
         from multiprocessing.connection import wait
 
         busy = {w.output.fileno(): w for w in self.workers if w.task is not None}
@@ -126,12 +131,12 @@ class Workers:
         except (EOFError, pickle.UnpicklingError):
             code = worker.process.wait()
             cause = f"signal {-code}" if code < 0 else f"exit code {code}"
-            self.workers[self.workers.index(worker)] = replacement = Worker(self.work_bytes)
-            replacement.task = worker.task
+            self.workers.remove(worker)  # a fresh one starts when a task needs it
             worker.output.close()
-            return replacement, index, Failure(task.source, f"the worker process died ({cause})", EXIT_FAILURE)
+            return index, Failure(task.source, f"the worker process died ({cause})", EXIT_FAILURE)
         found_index, failure = answer
-        return worker, found_index, failure
+        worker.task = None
+        return found_index, failure
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -139,20 +144,24 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    """The worker's loop: one task in, its failure (or None) out, until stdin closes."""
+    """The worker's loop: one task in, its failure (or None) out, until stdin closes.
+
+    A parent that goes away (its pipes close) ends the loop quietly: the
+    parent reports what happened, the worker never prints a traceback.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent alone decides
     signal.signal(signal.SIGTERM, _exit_on_signal)
     inbox = sys.stdin.buffer
     outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the channel
-    work: Any = pickle.load(inbox)
-    while True:
-        try:
+    try:
+        work: Any = pickle.load(inbox)
+        while True:
             index, task = pickle.load(inbox)
-        except EOFError:
-            return
-        pickle.dump((index, run_one(work, task)), outbox)
-        outbox.flush()
+            pickle.dump((index, run_one(work, task)), outbox)
+            outbox.flush()
+    except (EOFError, pickle.UnpicklingError, BrokenPipeError):
+        return
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 import click
 
@@ -43,32 +42,52 @@ _register()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: run the group, map Ctrl-C and SIGTERM to exit 130."""
-    import signal
+    """Run the command line and exit with the documented code (``imgconv.errors``).
 
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # SIGTERM stops a run the way Ctrl-C does
+    Library errors are one ``Error:`` line; Ctrl-C and SIGTERM at any moment
+    are one ``imgconv: interrupted`` line (see ``imgconv.entry``); a failed
+    write to stdout is a runtime error; anything else is an internal error.
+    """
+    from imgconv.entry import prepare, stopped
 
-    signal.signal(signal.SIGTERM, interrupted)
+    prepare()
     try:
-        cli.main(args=argv, prog_name="imgconv", standalone_mode=False)
+        code = _invoke(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:  # also one arriving while an error is reported
+        stopped(exc)
+    sys.exit(code)
+
+
+def _invoke(args: list[str]) -> int:
+    from imgconv.output import abandon_stdout, stdout_failure
+
+    try:
+        if os.environ.get("_IMGCONV_COMPLETE"):  # shell completion is click's own business
+            cli.main(args=args, prog_name="imgconv")
+        # Not cli.main(): it turns KeyboardInterrupt into Abort after printing a
+        # blank line, and loses which signal it was.
+        with cli.make_context("imgconv", args) as context:
+            cli.invoke(context)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return 0
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("imgconv: interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        return exc.exit_code
+    except click.exceptions.Abort:  # click's prompts; imgconv has none
+        click.echo("imgconv: aborted", err=True)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`imgconv ... - | head`): not worth a message.
-        sys.stderr.close()
-        sys.exit(EXIT_FAILURE)
+        abandon_stdout()
+        return EXIT_FAILURE
     except Exception as exc:
         if os.environ.get("IMGCONV_DEBUG"):
             raise
-        code, message = exit_status(exc)
+        failure = stdout_failure(exc)
+        code, message = exit_status(failure or exc)
         hint = " (IMGCONV_DEBUG=1 shows the traceback)" if message.startswith("internal error") else ""
         click.echo(f"Error: {message}{hint}", err=True)
-        sys.exit(code)
-    sys.exit(0)
+        return code

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from imgconv.batch import Failure, Progress, Summary, Task
-from imgconv.errors import EXIT_USAGE, ImgconvError, ParameterError
+from imgconv.errors import EXIT_USAGE, ImgconvError, ParameterError, exit_status
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -139,7 +139,7 @@ class CommandReporter:
             return
         click.echo(
             f"imgconv: {summary.done} written, {len(summary.failures)} failed, {summary.skipped} up to date, "
-            f"{summary.seconds:.2f} s" + (" (interrupted)" if summary.interrupted else ""),
+            f"{summary.seconds:.2f} s" + (f" ({exit_status(summary.interrupted)[1]})" if summary.interrupted else ""),
             err=True,
         )
 

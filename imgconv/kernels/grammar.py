@@ -24,7 +24,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from imgconv.errors import KernelError
-from imgconv.kernels.model import Kernel, Number, check_size
+from imgconv.kernels.model import Kernel, Number, check_size, max_kernel_side
+from imgconv.limits import Limit, kernel_file_byte_limit, read_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -313,14 +314,9 @@ def load_kernel_file(path: Path) -> Kernel:
     from imgconv.kernels.registry import entry_to_kernel, safe_load
 
     subject = f"kernel file {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KernelError("no such file", subject=subject) from None
-    except IsADirectoryError:
-        raise KernelError("is a directory", subject=subject) from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise KernelError(getattr(exc, "strerror", None) or str(exc), subject=subject) from None
+    side = max_kernel_side()
+    hint = f"a {side}x{side} kernel needs no more (set IMGCONV_MAX_KERNEL to raise it)"
+    text = read_text(str(path), Limit(kernel_file_byte_limit(side), subject=subject, error=KernelError, hint=hint))
     if path.suffix.lower() in {".yaml", ".yml"}:
         data = safe_load(text, str(path))
         if isinstance(data, list):

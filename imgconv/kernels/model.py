@@ -17,7 +17,6 @@ imports it); the array properties import numpy when asked.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -293,10 +292,9 @@ def check_size(height: int, width: int, *, subject: str) -> None:
 
 def max_kernel_side() -> int:
     """The largest accepted kernel side (``IMGCONV_MAX_KERNEL`` overrides)."""
-    text = os.environ.get("IMGCONV_MAX_KERNEL")
-    if text and text.isdigit() and int(text) > 0:
-        return int(text)
-    return MAX_KERNEL_SIDE
+    from imgconv.limits import env_int
+
+    return env_int("IMGCONV_MAX_KERNEL", MAX_KERNEL_SIDE)
 
 
 def format_number(value: Number) -> str:

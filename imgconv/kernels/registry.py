@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from imgconv.errors import KernelError, RegistryError
 from imgconv.kernels.grammar import NAME_RE, parse_number, parse_values
 from imgconv.kernels.model import Kernel, Number, max_kernel_side
+from imgconv.limits import REGISTRY_KERNELS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -319,15 +320,12 @@ def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:
     ...
     imgconv.errors.KernelError: unknown kernel 'sharpn'; did you mean 'sharpen', 'unsharp5'? ('imgconv kernels list' shows them all)
     """
+    from imgconv.limits import Limit, read_text, registry_byte_limit
+
     kernels = builtin_kernels()
+    side = max_kernel_side()
+    hint = f"that is room for {REGISTRY_KERNELS} kernels of {side}x{side} (set IMGCONV_MAX_KERNEL to raise it)"
     for path in registry_paths(extra):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RegistryError("no such file", subject=f"registry {path}") from None
-        except IsADirectoryError:
-            raise RegistryError("is a directory", subject=f"registry {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RegistryError(getattr(exc, "strerror", None) or str(exc), subject=f"registry {path}") from None
-        kernels.update(parse_registry(text, origin=str(path)))
+        limit = Limit(registry_byte_limit(side), subject=f"registry {path}", error=RegistryError, hint=hint)
+        kernels.update(parse_registry(read_text(str(path), limit), origin=str(path)))
     return Registry(kernels)
