@@ -177,7 +177,7 @@ class FilterPlan:
         """What the backend is asked; ``integer_input``: the planes hold integers (images do)."""
         return backends.Request(
             kernel_shapes=tuple(k.shape for k in self.kernels),
-            integer_kernels=tuple(k.exact for k in self.kernels),
+            integer_kernels=tuple(k.integer_weights for k in self.kernels),
             geometry=self.options.geometry,
             border=self.options.border,
             value_range=self.options.value_range or "clip",

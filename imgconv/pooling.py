@@ -274,9 +274,10 @@ def _reduce_axis(
     """Reduce each window along ``axis`` with ``ufunc``, ignoring padded cells.
 
     Offset ``j`` of every window is one strided view of ``values``; the
-    result is ``ufunc`` folded over those ``size`` views, so the Python loop
-    runs over the window's cells, never over pixels, and nothing is padded:
-    an output whose cell ``j`` lies outside the image simply skips that view.
+    result is ``ufunc`` folded over those views, so the Python loop runs over
+    the window's cells (at most the image's ``n`` plus the span of the
+    outputs, whatever the window's size), never over pixels, and nothing is
+    padded: an output whose cell ``j`` lies outside the image skips that view.
     ``values`` may be a band: cells ``offset`` on of an axis ``n`` long,
     giving the outputs ``outputs`` (start, stop).
     """
@@ -290,7 +291,10 @@ def _reduce_axis(
     def along(index: slice) -> tuple[slice, ...]:
         return (slice(None),) * axis + (index,)
 
-    for j in range(size):
+    # Only offsets that reach the image for some output: a window far larger
+    # than the image (--size 100000000 --padding same) costs what the image
+    # does, not what the window would.
+    for j in range(max(0, before - (high - 1) * stride), min(size, before + n - low * stride)):
         # Output i reads cell i * stride - before + j; keep the i inside the image.
         first = max(low, -(-(before - j) // stride))
         last = min(high - 1, (n - 1 + before - j) // stride)

@@ -196,7 +196,7 @@ class TestRegistry:
             ("kernels:\n  - name: a\n    values: [[1]]\n  - name: a\n    values: [[2]]\n", "line 4.*defined twice"),
             ("kernels:\n  - name: a\n", "line 2.*'values' is missing"),
             ("kernels:\n  - values: [[1]]\n", "'name' is missing"),
-            ("kernels:\n  - name: a\n    values: [[1, 'x']]\n", "'x' is not a number"),
+            ("kernels:\n  - name: a\n    values: [[1, x]]\n", "'x' is not a number"),
             ("kernels:\n  - name: a\n    values: [[1, 2], [3]]\n", "row 2 has 1 values"),
             ("kernels:\n  - name: a\n    values: [[1]]\n    scale: zero\n", "scale: 'zero' is not a number"),
             ("kernels:\n  - name: a\n    values: [[1]]\n    colour: red\n", "unknown field"),

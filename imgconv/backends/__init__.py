@@ -42,6 +42,7 @@ class Request:
     """What a run asks of a backend, known before any image is read."""
 
     kernel_shapes: tuple[tuple[int, int], ...]
+    #: Per kernel: its weights are integers small enough for exact sums (``Kernel.integer_weights``).
     integer_kernels: tuple[bool, ...]
     geometry: str = "same"
     border: str = "zero"

@@ -69,7 +69,10 @@ class PilBackend:
                 return f"kernel {index} is {kh}x{kw}; Pillow filters only up to 5x5"
         for index in range(1, len(request.kernel_shapes) + 1):
             if not request.integer_kernels[index - 1]:
-                return f"kernel {index} has real-valued weights; Pillow's float32 sums would not be exact"
+                return (
+                    f"kernel {index} has real-valued weights, or integer weights too large to sum exactly; "
+                    "Pillow's float32 sums would not be exact"
+                )
             if index > len(request.exact_steps) or not request.exact_steps[index - 1]:
                 return (
                     f"kernel {index} would get non-integer values (a float matrix, or the output of a kernel "

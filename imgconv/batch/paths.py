@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgconv.errors import UsageFailure
+from imgconv.limits import quote
 
 GLOB_CHARS = "*?["
 TEMPLATE_FIELDS = ("stem", "name", "ext", "parent", "relpath", "reldir", "kernel")
@@ -63,12 +64,14 @@ def expand(patterns: Sequence[str]) -> list[Input]:
 
     A pattern that matches nothing is a usage error; a plain path that does
     not exist is kept, so that reading it fails for that file alone (exit 1).
+    An existing file is taken as it is named, glob characters or not.
     Duplicates (the same file reached twice) are dropped, first one wins.
     """
     found: list[Input] = []
     seen: set[str] = set()
     for pattern in patterns:
-        if pattern == "-" or not has_glob(pattern):
+        # A file that exists is that file, even with glob characters in its name ('br[ack]et.png').
+        if pattern == "-" or not has_glob(pattern) or os.path.lexists(pattern):
             candidates = [pattern]
             root = "." if pattern == "-" else str(Path(pattern).parent)
         else:
@@ -98,6 +101,7 @@ def expand_template(template: str, item: Input, *, kernel: str = "") -> str:
     >>> expand_template('out/{reldir}/{stem}-{kernel}.{ext}', Input('in/x/a.jpg', 'in'), kernel='blur')
     'out/x/a-blur.jpg'
     """
+    check_template(template)
     path = Path(item.path)
     relative = Path(os.path.relpath(path, item.root))
     if relative.parts and relative.parts[0] == "..":
@@ -111,24 +115,34 @@ def expand_template(template: str, item: Input, *, kernel: str = "") -> str:
         "reldir": str(relative.parent) if str(relative.parent) != "." else "",
         "kernel": _safe_label(kernel),
     }
-    try:
-        filled = template.format_map(values)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UsageFailure(
-            f"bad template field {exc} (known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})",
-            subject="--output",
-        ) from None
+    # Only plain {field}s (check_template), so a field is a lookup, never a format spec to run.
+    filled = "".join(literal + (values[name] if name is not None else "") for literal, name, _, _ in _fields(template))
     return os.path.normpath(filled) if filled != "-" else filled
 
 
+def _fields(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    try:
+        return list(string.Formatter().parse(template))
+    except ValueError as exc:  # a lone '{' or '}'
+        raise UsageFailure(f"{exc} in the template (write '{{{{' or '}}}}' for a brace)", subject="--output") from None
+
+
 def check_template(template: str) -> None:
-    """Refuse unknown ``{fields}`` before any work."""
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None and name not in TEMPLATE_FIELDS:
-            raise UsageFailure(
-                f"unknown template field '{{{name}}}' (known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})",
-                subject="--output",
-            )
+    """Refuse anything but plain ``{field}``s of TEMPLATE_FIELDS, before any work.
+
+    A format spec (``{stem:>9}``), a conversion (``{stem!r}``), an attribute
+    or an index (``{stem.upper}``, ``{stem[0]}``) would run code on the
+    names: ``{stem:>99999999999}`` asks for a 100-gigabyte string.
+    """
+    known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    for _, name, spec, conversion in _fields(template):
+        if name is None:
+            continue
+        if spec or conversion:
+            shown = quote("{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+            raise UsageFailure(f"{shown}: templates take plain fields only ({known})", subject="--output")
+        if name not in TEMPLATE_FIELDS:
+            raise UsageFailure(f"unknown template field {quote('{' + name + '}')} (known: {known})", subject="--output")
 
 
 def plan(inputs: Sequence[Input], output: str, *, kernel: str = "") -> list[Task]:
@@ -174,12 +188,25 @@ def check_plan(tasks: Sequence[Task], *, in_place: bool) -> None:
         targets[key] = task.source
     if in_place:
         return
+    # An output is an input if it is the same path, or the same file under
+    # another name (a hard link): writing it would replace the input too.
     sources = {os.path.realpath(t.source) for t in tasks if t.source != "-"}
+    inodes = {found for t in tasks if t.source != "-" and (found := _inode(t.source)) is not None}
     for task in tasks:
-        if task.target != "-" and os.path.realpath(task.target) in sources:
+        if task.target == "-":
+            continue
+        if os.path.realpath(task.target) in sources or _inode(task.target) in inodes:
             raise UsageFailure(
                 "is an input file; refusing to overwrite it (give --in-place to allow)", subject=task.target
             )
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def up_to_date(task: Task) -> bool:

@@ -28,6 +28,11 @@ def cli() -> None:
     One meaning of "convolve" on every backend: true convolution as
     scipy.signal.convolve, zero border, round half up, clip.
     """
+    from imgconv.cli.report import reported
+    from imgconv.limits import check_environment
+
+    with reported():
+        check_environment()  # a bad IMGCONV_* number is refused before any work
 
 
 def _register() -> None:

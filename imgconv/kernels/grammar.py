@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from imgconv.errors import KernelError
 from imgconv.kernels.model import Kernel, Number, check_size, max_kernel_side
-from imgconv.limits import Limit, kernel_file_byte_limit, read_text
+from imgconv.limits import Limit, kernel_file_byte_limit, quote, read_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 
 #: Decimal exponents beyond this are outside float64 (1e308 .. 5e-324).
 _MAX_EXPONENT = 400
+
+#: Longer tokens are refused before conversion: Python converts at most 4,300
+#: digits, and no value written that long has a meaning float64 could keep.
+_MAX_TOKEN = 1000
+
+#: The written forms of a value: an integer, a decimal (with an exponent), or ``a/b``.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+/[0-9]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
@@ -47,35 +54,54 @@ def parse_number(text: str, *, where: str) -> Number:
     token = text.strip()
     lowered = token.lower().lstrip("+-")
     if lowered in {"nan", "inf", "infinity"}:
-        raise KernelError(f"{where}: non-finite value '{token}'")
+        raise KernelError(f"{where}: non-finite value {quote(token)}")
+    if not _NUMBER.fullmatch(token):
+        raise KernelError(f"{where}: {quote(token)} is not a number")
+    if len(token) > _MAX_TOKEN:
+        raise KernelError(f"{where}: {quote(token)} has too many digits")
     # Fraction('1e-9999999') builds a 10-million-digit integer (seconds; more
     # digits, hours), and values past float's range fail when applied.
-    exponent = re.search(r"e([+-]?\d+)$", lowered)
-    if exponent and abs(int(exponent.group(1))) > _MAX_EXPONENT:
-        raise KernelError(f"{where}: '{token}' is out of range")
+    exponent = re.search(r"e([+-]?[0-9]+)$", lowered)
+    if exponent and (len(exponent.group(1)) > 6 or abs(int(exponent.group(1))) > _MAX_EXPONENT):
+        raise KernelError(f"{where}: {quote(token)} is out of range")
     try:
         value = Fraction(token)
-    except (ValueError, ZeroDivisionError):
-        if re.fullmatch(r"[+-]?\d+/0+", token):
-            raise KernelError(f"{where}: division by zero in '{token}'") from None
-        raise KernelError(f"{where}: '{token}' is not a number") from None
+    except ZeroDivisionError:
+        raise KernelError(f"{where}: division by zero in {quote(token)}") from None
     if abs(value) > sys.float_info.max or (value != 0 and abs(value) < sys.float_info.min):
-        raise KernelError(f"{where}: '{token}' is out of float64's range")
+        raise KernelError(f"{where}: {quote(token)} is out of float64's range")
     return value
+
+
+def whole_number(text: str) -> int | None:
+    """ASCII digits as an int; None for anything else, or for more than 18
+    digits (far past every limit, and Python refuses to convert 4,300).
+
+    >>> whole_number('12'), whole_number('١٢'), whole_number('9' * 5000)
+    (12, None, None)
+    """
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
+        return None
+    return int(text)
 
 
 def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = None) -> tuple[tuple[Number, ...], ...]:
     """Parse ``'a,b;c,d'`` rows (or a flat square list, or newline rows).
 
     Values are separated by commas or white space; rows by ``;`` or newlines.
+    Nothing is silently dropped: an empty value (``1,,1``) or an empty row
+    (``1;;1``) is an error; only blank lines and one ``;`` ending a line
+    (``'1,2,3,4;'`` keeps one row) are allowed.
 
     >>> parse_values('1 2\\n3 4', subject='k')
     ((Fraction(1, 1), Fraction(2, 1)), (Fraction(3, 1), Fraction(4, 1)))
+    >>> parse_values('1,,1', subject='k')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.KernelError: k: value 2 is empty (two commas in a row, or a comma at the start or end of a row)
     """
-    row_texts = [r for r in re.split(r"[;\n]", text) if r.strip()]
-    if not row_texts:
-        raise KernelError("no values", subject=subject)
-    token_rows = [[t for t in re.split(r"[,\s]+", row_text.strip()) if t] for row_text in row_texts]
+    token_rows = _token_rows(text, subject)
     # Refuse an enormous kernel before parsing a million numbers.
     if shape is not None:
         check_size(*shape, subject=subject)
@@ -90,7 +116,7 @@ def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = Non
         row = []
         for c, token in enumerate(tokens, start=1):
             position += 1
-            where = f"value {position} (row {r}, column {c})" if len(row_texts) > 1 else f"value {position}"
+            where = f"value {position} (row {r}, column {c})" if len(token_rows) > 1 else f"value {position}"
             row.append(parse_number(token, where=f"{subject}: {where}"))
         rows.append(row)
     if shape is not None:
@@ -115,6 +141,33 @@ def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = Non
                 subject=subject,
             )
     return tuple(tuple(row) for row in rows)
+
+
+def _token_rows(text: str, subject: str) -> list[list[str]]:
+    """The value tokens of each row, refusing empty rows and empty values."""
+    rows: list[list[str]] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            continue  # blank lines (a file's last newline, spacing) separate nothing
+        parts = line.split(";")
+        if len(parts) > 1 and not parts[-1].strip():
+            parts.pop()  # one ';' may end a line
+        for part in parts:
+            rows.append(re.split(r"\s*,\s*|\s+", part.strip()) if part.strip() else [])
+    if not any(any(row) for row in rows):
+        raise KernelError("no values", subject=subject)
+    position = 0
+    for r, row in enumerate(rows, start=1):
+        if not row:
+            raise KernelError(f"row {r} is empty (two ';' in a row, or a ';' at the start)", subject=subject)
+        for token in row:
+            position += 1
+            if not token:
+                raise KernelError(
+                    f"value {position} is empty (two commas in a row, or a comma at the start or end of a row)",
+                    subject=subject,
+                )
+    return rows
 
 
 # --------------------------------------------------------------------------
@@ -165,35 +218,52 @@ def box(height: int, width: int) -> Kernel:
 
 
 def _parse_box(args: str, subject: str) -> Kernel:
-    match = re.fullmatch(r"\s*(\d+)(?:\s*x\s*(\d+))?\s*", args)
-    if not match:
+    match = re.fullmatch(r"\s*([0-9]+)(?:\s*x\s*([0-9]+))?\s*", args)
+    height = whole_number(match.group(1)) if match else None
+    width = whole_number(match.group(2) or match.group(1)) if match else None
+    if height is None or width is None:
         raise KernelError("box takes a size N or RxC, as in 'box:5'", subject=subject)
-    height = int(match.group(1))
-    width = int(match.group(2) or height)
     if height < 1 or width < 1:
         raise KernelError("box size must be at least 1", subject=subject)
     check_size(height, width, subject=subject)
     return box(height, width)
 
 
+def _arguments(args: str, allowed: tuple[str, ...], *, example: str, subject: str) -> dict[str, str]:
+    """``key=value`` items separated by commas, each key allowed and given once.
+
+    >>> _arguments('sigma=2, size=9', ('sigma', 'size'), example='', subject='k')
+    {'sigma': '2', 'size': '9'}
+    """
+    found: dict[str, str] = {}
+    for item in args.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not item.strip():
+            raise KernelError(f"an argument is empty (two commas in a row?); write {example}", subject=subject)
+        if not sep or key not in allowed:
+            wanted = " or ".join(f"{name}=..." for name in allowed)
+            raise KernelError(f"{quote(item.strip())} is not {wanted} (as in {example})", subject=subject)
+        if key in found:
+            raise KernelError(f"{key} is given twice", subject=subject)
+        if not value:
+            raise KernelError(f"{key}= has no value", subject=subject)
+        found[key] = value
+    return found
+
+
 def _parse_gaussian(args: str, subject: str) -> Kernel:
-    params: dict[str, str] = {}
-    for item in filter(None, (a.strip() for a in args.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or key.strip() not in {"sigma", "size"}:
-            raise KernelError(f"'{item}' is not sigma=S or size=N (as in 'gaussian:sigma=2,size=9')", subject=subject)
-        params[key.strip()] = value.strip()
+    params = _arguments(args, ("sigma", "size"), example="'gaussian:sigma=2,size=9'", subject=subject)
     if "sigma" not in params:
         raise KernelError("gaussian needs sigma, as in 'gaussian:sigma=1.5'", subject=subject)
     try:
         sigma = float(params["sigma"])
     except ValueError:
-        raise KernelError(f"sigma '{params['sigma']}' is not a number", subject=subject) from None
+        raise KernelError(f"sigma {quote(params['sigma'])} is not a number", subject=subject) from None
     size = None
     if "size" in params:
-        if not params["size"].isdigit():
-            raise KernelError(f"size '{params['size']}' is not a whole number", subject=subject)
-        size = int(params["size"])
+        size = whole_number(params["size"])
+        if size is None:
+            raise KernelError(f"size {quote(params['size'])} is not a whole number", subject=subject)
     if size is None and math.isfinite(sigma) and sigma > 0:
         # 3 * sigma overflows to inf near the float maximum; such a
         # kernel is far over the size limit either way.
@@ -229,21 +299,29 @@ def _from_file(match: re.Match[str], spec: str, registry: Registry | None) -> Ke
     return load_kernel_file(Path(match.group(1)))
 
 
+def spec_subject(spec: str) -> str:
+    """How messages name an inline kernel: its spec, quoted (and shortened if long)."""
+    return f"kernel {quote(spec)}"
+
+
 def _from_shape(match: re.Match[str], spec: str, registry: Registry | None) -> Kernel:
-    shape = (int(match.group(1)), int(match.group(2)))
-    if 0 in shape:
-        raise KernelError("a kernel side cannot be 0", subject=f"kernel '{spec}'")
-    return Kernel(spec.strip(), parse_values(match.group(3), subject=f"kernel '{spec}'", shape=shape))
+    height, width = whole_number(match.group(1)), whole_number(match.group(2))
+    if height is None or width is None:
+        side = max(match.group(1), match.group(2), key=len)
+        raise KernelError(f"a side of {quote(side)} is far over the size limit", subject=spec_subject(spec))
+    if 0 in (height, width):
+        raise KernelError("a kernel side cannot be 0", subject=spec_subject(spec))
+    return Kernel(spec.strip(), parse_values(match.group(3), subject=spec_subject(spec), shape=(height, width)))
 
 
 def _from_parametric(match: re.Match[str], spec: str, registry: Registry | None) -> Kernel:
     kind, args = match.group(1), match.group(2)
-    subject = f"kernel '{spec}'"
+    subject = spec_subject(spec)
     try:
         parser = PARAMETRIC[kind]
     except KeyError:
         known = ", ".join(sorted(PARAMETRIC))
-        raise KernelError(f"unknown parametric kernel '{kind}' (known: {known})", subject=subject) from None
+        raise KernelError(f"unknown parametric kernel {quote(kind)} (known: {known})", subject=subject) from None
     return parser(args, subject)
 
 
@@ -255,13 +333,13 @@ def _from_registry(match: re.Match[str], spec: str, registry: Registry | None) -
 
 def _from_rows(match: re.Match[str], spec: str, registry: Registry | None) -> Kernel:
     text = match.group(0)
-    return Kernel(text, parse_values(text, subject=f"kernel '{spec}'"))
+    return Kernel(text, parse_values(text, subject=spec_subject(spec)))
 
 
 #: Tried in order on the stripped spec; the first pattern that matches decides.
 SPEC_FORMS: tuple[SpecForm, ...] = (
     SpecForm("file", re.compile(r"@(.*)", re.DOTALL), _from_file),
-    SpecForm("shaped", re.compile(r"\s*(\d+)\s*x\s*(\d+)\s*:(.*)", re.DOTALL), _from_shape),
+    SpecForm("shaped", re.compile(r"\s*([0-9]+)\s*x\s*([0-9]+)\s*:(.*)", re.DOTALL), _from_shape),
     SpecForm("parametric", re.compile(r"([a-z]+):(.*)", re.DOTALL), _from_parametric),
     SpecForm("name", re.compile(r"(?![+-]?(?i:inf|infinity|nan)$)[A-Za-z][A-Za-z0-9_.-]*"), _from_registry),
     SpecForm("rows", re.compile(r".+", re.DOTALL), _from_rows),
@@ -301,12 +379,12 @@ def parse_spec(spec: str, registry: Registry | None = None) -> Kernel:
     """
     text = spec.strip()
     if not text:
-        raise KernelError("the spec is empty", subject="kernel ''")
+        raise KernelError("the spec is empty", subject=spec_subject(spec))
     for form in SPEC_FORMS:
         match = form.pattern.fullmatch(text)
         if match:
             return form.parse(match, spec, registry)
-    raise KernelError("not a kernel spec", subject=f"kernel '{spec}'")  # pragma: no cover - 'rows' takes the rest
+    raise KernelError("not a kernel spec", subject=spec_subject(spec))  # pragma: no cover - 'rows' takes the rest
 
 
 def load_kernel_file(path: Path) -> Kernel:

@@ -17,6 +17,7 @@ imports it); the array properties import numpy when asked.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -125,7 +126,8 @@ class Kernel:
             return self.weights, self.scale
         denominator = math.lcm(*(v.denominator for row in self.values for v in row))  # type: ignore[union-attr]
         integers = [[int(v * denominator) for v in row] for row in self.values]
-        if sum(abs(v) for row in integers for v in row) > EXACT_LIMIT or denominator > EXACT_LIMIT:
+        too_large = sum(abs(v) for row in integers for v in row) > EXACT_LIMIT or denominator > EXACT_LIMIT
+        if too_large or abs(float(self.scale)) * denominator > sys.float_info.max:
             return self.weights, self.scale
         array = np.array(integers, dtype=np.float64)
         array.setflags(write=False)
@@ -133,11 +135,20 @@ class Kernel:
 
     @property
     def integer_weights(self) -> bool:
-        """True when ``integer_form()`` gives whole numbers (exact integer sums)."""
+        """True when ``integer_form()`` gives whole numbers whose sums are exact.
+
+        Whole numbers alone are not enough: ``1e19`` is one, but no integer
+        type holds it, and with 16-bit pixels only a sum of magnitudes up to
+        ``EXACT_LIMIT`` stays exact in float64, where every backend agrees.
+        """
+        return self._integer_weights
+
+    @cached_property
+    def _integer_weights(self) -> bool:
         import numpy as np
 
         weights = self.integer_form()[0]
-        return bool(np.array_equal(weights, np.round(weights)))
+        return bool(np.array_equal(weights, np.round(weights))) and float(np.abs(weights).sum()) <= EXACT_LIMIT
 
     @property
     def separable(self) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from imgconv.errors import KernelError, RegistryError
 from imgconv.kernels.grammar import NAME_RE, parse_number, parse_values
 from imgconv.kernels.model import Kernel, Number, max_kernel_side
-from imgconv.limits import REGISTRY_KERNELS
+from imgconv.limits import REGISTRY_KERNELS, excerpt, quote
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,7 +45,7 @@ class Registry:
             close = difflib.get_close_matches(name, list(self.kernels), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise KernelError(
-                f"unknown kernel '{name}'{hint} ('imgconv kernels list' shows them all)",
+                f"unknown kernel {quote(name)}{hint} ('imgconv kernels list' shows them all)",
             ) from None
 
     def __iter__(self) -> Iterator[Kernel]:
@@ -58,40 +58,92 @@ class Registry:
 _ENTRY_FIELDS = {"name", "description", "values", "scale", "offset", "source"}
 
 
+#: Registries are shallow (document, entry list, entry, rows, row): deeper nesting is a mistake.
+MAX_DEPTH = 16
+
+
+class QuotedText(str):
+    """A YAML scalar written in quotes: text, never a number (``values: [["1"]]`` is refused)."""
+
+
 def _line_loader() -> type:
-    """A SafeLoader that remembers the line of every mapping (for messages)."""
+    """A SafeLoader that remembers the line of every mapping (for messages),
+    refuses duplicate keys, and marks quoted scalars as text."""
     import yaml
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
     class Loader(base):  # type: ignore[misc, valid-type]
         def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {quote(str(key))} is given twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
             mapping = super().construct_mapping(node, deep=deep)
             mapping["__line__"] = node.start_mark.line + 1
             return mapping  # type: ignore[no-any-return]
 
+        def construct_yaml_str(self, node: Any) -> str:
+            text = super().construct_yaml_str(node)
+            return QuotedText(text) if node.style in ("'", '"') else text
+
+    Loader.add_constructor("tag:yaml.org,2002:str", Loader.construct_yaml_str)
     return Loader
+
+
+def _check_structure(text: str, loader: type) -> None:
+    """Refuse aliases and deep nesting before anything is built.
+
+    An alias repeats a node without repeating its text: nine lines of
+    aliases make a billion values (the "billion laughs"), so a registry, which
+    never needs them, may not use them at all.
+    """
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        mark: Any = event.start_mark  # the C parser's marks are its own type
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in a registry; write the values out", mark
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise yaml.constructor.ConstructorError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def safe_load(text: str, where: str) -> Any:
     """Parse YAML with the safe loader; errors name ``where`` and the line."""
     import yaml
 
+    loader = _line_loader()
     try:
-        return yaml.load(text, Loader=_line_loader())
+        _check_structure(text, loader)
+        return yaml.load(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f", line {mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
         if "could not determine a constructor" in str(exc):
             problem = f"{problem} (tags are not allowed: values must be plain data)"
-        raise RegistryError(problem, subject=f"{where}{line}") from None
+        raise RegistryError(excerpt(problem, 200), subject=f"{where}{line}") from None
     except yaml.YAMLError as exc:
-        raise RegistryError(f"invalid YAML: {exc}", subject=where) from None
+        raise RegistryError(f"invalid YAML: {excerpt(str(exc), 200)}", subject=where) from None
+    except ValueError as exc:  # a number too long to convert (more than 4,300 digits)
+        raise RegistryError(f"cannot read a value: {excerpt(str(exc), 200)}", subject=where) from None
 
 
 def _number_field(entry: Mapping[str, Any], key: str, default: Number, subject: str) -> Number:
     value = entry.get(key, default)
+    if isinstance(value, QuotedText):
+        raise KernelError(f"'{key}' is quoted text, {quote(value)}; write the number without quotes", subject=subject)
     if isinstance(value, str):
         return parse_number(value, where=f"{subject}: {key}")
     if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
@@ -121,7 +173,7 @@ def entry_to_kernel(entry: Mapping[str, Any], *, origin: str, subject: str) -> K
     name = entry.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise RegistryError("'name' is missing or not a plain name (letters, digits, '-', '_', '.')", subject=where)
-    where = f"{where}: kernel '{name}'"
+    where = f"{where}: kernel {quote(name)}"
     values = entry.get("values")
     if values is None:
         raise RegistryError("'values' is missing", subject=where)
@@ -156,10 +208,12 @@ def entry_to_kernel(entry: Mapping[str, Any], *, origin: str, subject: str) -> K
 
 
 def _value(value: Any, where: str) -> Number:
+    if isinstance(value, QuotedText):
+        raise RegistryError(f"{quote(value)} is quoted text; write the number without quotes", subject=where)
     if isinstance(value, str):
         return parse_number(value, where=where)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RegistryError(f"{value!r} is not a number", subject=where)
+        raise RegistryError(f"{quote(repr(value))} is not a number", subject=where)
     if isinstance(value, float) and not math.isfinite(value):
         raise RegistryError(f"non-finite value {value}", subject=where)
     return _float_as_written(value)
@@ -168,7 +222,12 @@ def _value(value: Any, where: str) -> Number:
 def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
     """Parse one registry document: ``kernels:`` holding a list of entries."""
     data = safe_load(text, origin)
-    entries = data["kernels"] if isinstance(data, dict) and "kernels" in data else data
+    if not isinstance(data, dict) or "kernels" not in data:
+        raise RegistryError("expected a mapping with 'kernels:' holding a list of kernels", subject=origin)
+    other = sorted(str(key) for key in data if key not in ("kernels", "__line__"))
+    if other:
+        raise RegistryError(f"unknown top-level key(s) {quote(', '.join(other))} (only 'kernels:')", subject=origin)
+    entries = data["kernels"]
     if not isinstance(entries, list):
         raise RegistryError("expected a list of kernels under 'kernels:'", subject=origin)
     found: dict[str, Kernel] = {}
@@ -183,7 +242,7 @@ def parse_registry(text: str, *, origin: str) -> dict[str, Kernel]:
             raise RegistryError(str(exc)) from None
         if kernel.name in found:
             raise RegistryError(
-                f"kernel '{kernel.name}' is defined twice", subject=f"{origin}, line {entry.get('__line__')}"
+                f"kernel {quote(kernel.name)} is defined twice", subject=f"{origin}, line {entry.get('__line__')}"
             )
         found[kernel.name] = kernel
     return found
