@@ -19,31 +19,39 @@ name is first asked for, so the command line never pays for it.
 
 from __future__ import annotations
 
-import importlib
-from functools import cache
-
 __version__ = "0.1.0"
 
+_EXPORTS: dict[str, str] = {}
 
-@cache
+
 def _exports() -> dict[str, str]:
-    """public name -> defining module, from the ``from M import N as N`` lines of the stub."""
-    import ast
-    import os
+    """public name -> defining module, from the ``from M import N as N`` lines of the stub.
 
-    with open(os.path.join(os.path.dirname(__file__), "__init__.pyi"), encoding="utf-8") as stream:
-        tree = ast.parse(stream.read())
-    return {
-        alias.asname or alias.name: node.module
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom) and node.module
-        for alias in node.names
-    }
+    Imports happen here, not at the top: ``import imgconv`` is the first thing
+    the ``imgconv`` program runs, before its signal handlers are in place.
+    """
+    if not _EXPORTS:
+        import ast
+        import os
+
+        with open(os.path.join(os.path.dirname(__file__), "__init__.pyi"), encoding="utf-8") as stream:
+            tree = ast.parse(stream.read())
+        _EXPORTS.update(
+            {
+                alias.asname or alias.name: node.module
+                for node in tree.body
+                if isinstance(node, ast.ImportFrom) and node.module
+                for alias in node.names
+            }
+        )
+    return _EXPORTS
 
 
 def __getattr__(name: str) -> object:
     if name == "__all__":
         return ["__version__", *_exports()]
+    import importlib
+
     try:
         module = _exports()[name]
     except KeyError:

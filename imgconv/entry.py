@@ -7,63 +7,132 @@ during those imports, unwinds it the same way: one ``imgconv: interrupted``
 signal starts the unwinding; further ones are ignored while it runs, so the
 clean-up (workers stopped, temporary files removed) is never cut short.
 
+A signal is also remembered (``stop_requested``): code that swallows the
+KeyboardInterrupt it raises (numpy turns one that hits its import into an
+ImportError) cannot make the run go on as if nothing had happened.
+
 It also gives closed standard streams (``>&-``) a harmless descriptor, so
 that no file imgconv opens can take descriptor 1 or 2 and receive stray
 output; ``sys.stdout`` stays None, and writing to it is a clean error.
 
-This module imports nothing heavy.
+Only the interpreter's own start-up, before this module runs (a few tens
+of milliseconds), is out of its reach: a SIGTERM there ends the process
+the default way (the shell reports 143 all the same) and a Ctrl-C there
+gets Python's own report; nothing has been read or written by then.
+
+This module imports nothing but built-in modules and ``imgconv.errors``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
-from types import FrameType
 
-_installed = False
-_stopping = False
+# Imported whole before a handler can run, so a handler never meets it half-imported.
+from imgconv.errors import Terminated, exit_status
+
+try:  # the C module under ``signal``: no enum import, so the handlers go in sooner
+    import _signal as signals  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - other interpreters
+    import signal as signals  # type: ignore[no-redef, unused-ignore]
+
+TYPE_CHECKING = False  # typing itself takes milliseconds to import; mypy reads the name
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import NoReturn
+
+_received: int | None = None
 
 
 def main() -> None:
-    """The ``imgconv`` console script and ``python -m imgconv``."""
-    prepare()
-    try:
+    """``python -m imgconv`` (the console script is ``imgconv.launcher``)."""
+
+    def program() -> None:
         from imgconv.cli import main as run
-    except KeyboardInterrupt as exc:  # a signal while the command line imports
-        stopped(exc)
-    run()
+
+        run()
+
+    top_level(program)
+
+
+def top_level(program: Callable[[], object]) -> None:
+    """Run a whole program: handlers first; an interruption reported, then the process left at once.
+
+    After an interruption the run has already unwound (workers stopped,
+    temporary files gone); what is left is the interpreter's own shutdown,
+    which a late signal could still turn into a traceback or a death by
+    signal, so it is skipped: nothing remains to be written.  (A server's
+    child, which must report its exit code first, runs ``imgconv.cli.main``
+    directly, where ``stopped`` only raises SystemExit.)
+    """
+    try:
+        try:
+            prepare()
+            program()
+        except KeyboardInterrupt as exc:  # a signal while the command line imports, say
+            stopped(exc)
+    except SystemExit as exc:
+        if _received is None:
+            raise
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
 
 
 def prepare() -> None:
-    """Install the signal handlers and guard closed standard streams (idempotent)."""
-    global _installed
-    if _installed:
+    """Install the signal handlers and guard closed standard streams.
+
+    Safe to call again (``imgconv.cli.main`` does, and a server's forked
+    child must install them for itself); after a stop it changes nothing.
+    """
+    if _received is not None:
         return
-    _installed = True
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    sys.unraisablehook = _unraisable
+    signals.signal(signals.SIGINT, _stop)
+    signals.signal(signals.SIGTERM, _stop)
     _guard_standard_streams()
 
 
+def _unraisable(report: sys.UnraisableHookArgs) -> None:
+    """A signal's KeyboardInterrupt raised where Python cannot raise it (a
+    weakref callback of the import machinery) is reported as "Exception
+    ignored" with a traceback; the signal is remembered, so say nothing."""
+    if isinstance(report.exc_value, KeyboardInterrupt) and _received is not None:
+        return
+    sys.__unraisablehook__(report)
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
-    global _stopping
+    global _received
     # Ignore what follows first, so a second signal cannot interrupt the
     # unwinding this one starts.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if _stopping:
+    finished()
+    if _received is not None:
         return
-    _stopping = True
-    from imgconv.errors import Terminated
-
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    _received = signum
+    raise stop_requested() or KeyboardInterrupt()
 
 
-def stopped(exc: KeyboardInterrupt) -> None:
-    """Report an interruption in one line and exit with its code."""
-    from imgconv.errors import exit_status
+def stop_requested() -> KeyboardInterrupt | None:
+    """The interruption a signal asked for (``Terminated`` for SIGTERM), or None."""
+    if _received is None:
+        return None
+    return Terminated() if _received == signals.SIGTERM else KeyboardInterrupt()
 
+
+def finished() -> None:
+    """The run's outcome is decided: a signal from now on changes nothing.
+
+    Without this, a signal in the last instant (after the summary, while
+    the interpreter shuts down and has put the default handlers back) would
+    kill the process and hide an exit code that was already true.
+    """
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+    signals.signal(signals.SIGTERM, signals.SIG_IGN)
+
+
+def stopped(exc: KeyboardInterrupt) -> NoReturn:
+    """Report an interruption in one line, then raise SystemExit with its code."""
+    finished()
     code, word = exit_status(exc)
     try:
         if sys.stderr is not None:

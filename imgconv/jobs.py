@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imgconv.choices import Color, FrameChoice, ValueRange
-from imgconv.errors import UsageFailure
+from imgconv.errors import ImgconvError, UsageFailure
 from imgconv.formats import STDIO, by_extension, check_capacity, check_frames, format_for
 
 if TYPE_CHECKING:
@@ -110,25 +110,29 @@ class FileJob:
         check_output(target, self.output, value_range=self.value_range)
         if self._streamed(source, target):
             return
-        frames = read_frames(
-            source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, frames=self.frames
-        )
-        fmt = format_for(target, self.output.fmt, fallback=frames.format)
-        check_frames(fmt, frames.animation.count, target=target)  # before a frame of an animation is decoded
-        value_range = self.value_range or ("float" if fmt.matrix else "clip")
         subject = source if source != STDIO else "<stdin>"
+        try:
+            frames = read_frames(
+                source, color=self.color, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS, frames=self.frames
+            )
+            fmt = format_for(target, self.output.fmt, fallback=frames.format)
+            check_frames(fmt, frames.animation.count, target=target)  # before a frame of an animation is decoded
+            value_range = self.value_range or ("float" if fmt.matrix else "clip")
 
-        def results() -> Iterator[Picture]:
-            from imgconv.metadata import Metadata
+            def results() -> Iterator[Picture]:
+                from imgconv.metadata import Metadata
 
-            for picture in frames:
-                depth = self.output.depth or picture.depth or 8
-                result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
-                if self.output.strip:
-                    result.metadata = Metadata()
-                yield result
+                for picture in frames:
+                    depth = self.output.depth or picture.depth or 8
+                    result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
+                    if self.output.strip:
+                        result.metadata = Metadata()
+                    yield result
 
-        write_frames(results(), target, animation=frames.animation, fmt=fmt, options=self.output.encode_options())
+            write_frames(results(), target, animation=frames.animation, fmt=fmt, options=self.output.encode_options())
+        except MemoryError:
+            # Within --max-pixels, yet more than this machine (or its limit) can give: name the file.
+            raise ImgconvError("out of memory; the image needs more than is available here", subject=subject) from None
 
     def _streamed(self, source: str, target: str) -> bool:
         """Run strip by strip if both formats allow it and the whole image

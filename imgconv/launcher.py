@@ -15,22 +15,20 @@ from __future__ import annotations
 import os
 import sys
 
-from imgconv.entry import prepare, stopped
+from imgconv.entry import top_level
 
 
 def main() -> None:
-    prepare()
-    if os.environ.get("IMGCONV_SERVER") == "auto" and sys.argv[1:2] != ["server"]:
-        try:
-            from imgconv.server.client import run
+    top_level(_serve_or_run)  # signal handling first, before the server client or click import
 
-            code = run(sys.argv)
-        except KeyboardInterrupt as exc:  # a signal before the server took the call: nothing ran
-            stopped(exc)
+
+def _serve_or_run() -> None:
+    if os.environ.get("IMGCONV_SERVER") == "auto" and sys.argv[1:2] != ["server"]:
+        from imgconv.server.client import run
+
+        code = run(sys.argv)
         if code is not None:
             sys.exit(code)
-    try:
-        from imgconv.cli import main as run_in_process
-    except KeyboardInterrupt as exc:  # a signal while the command line imports
-        stopped(exc)
+    from imgconv.cli import main as run_in_process
+
     run_in_process()

@@ -111,7 +111,20 @@ def bounded_message(text: str, limit: int = MESSAGE_CHARS) -> str:
 
 
 # --------------------------------------------------------------------------
-# Settings from the environment
+# Numbers and settings
+
+
+def whole_number(text: str) -> int | None:
+    """ASCII digits as an int; None for anything else, or for more than 18
+    digits (far past every limit, and Python refuses to convert 4,300).
+
+    >>> whole_number('12'), whole_number('١٢'), whole_number('9' * 5000)
+    (12, None, None)
+    """
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
+        return None
+    return int(text)
 
 
 def env_int(name: str, default: int, *, minimum: int = 1) -> int:
@@ -127,9 +140,10 @@ def env_int(name: str, default: int, *, minimum: int = 1) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
-    if not (text.isascii() and text.isdigit()) or int(text) < minimum:
+    value = whole_number(text)
+    if value is None or value < minimum:
         raise UsageFailure(f"{quote(text)} is not a whole number of at least {minimum}", subject=name)
-    return int(text)
+    return value
 
 
 #: The integer settings imgconv reads, checked together before a command runs.

@@ -35,11 +35,12 @@ import numpy as np
 
 from imgconv.choices import PADDINGS, POOL_OPS, RANGES, Padding, PoolOp, ValueRange, check
 from imgconv.errors import InputError, ParameterError
+from imgconv.limits import quote, whole_number
 
 if TYPE_CHECKING:
     from imgconv.rows import Rows
 
-_WINDOW = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
+_WINDOW = re.compile(r"\s*([0-9]+)\s*(?:[xX]\s*([0-9]+)\s*)?")
 
 
 def parse_window(text: str, *, parameter: str = "size") -> tuple[int, int]:
@@ -50,14 +51,15 @@ def parse_window(text: str, *, parameter: str = "size") -> tuple[int, int]:
     >>> parse_window('2x')
     Traceback (most recent call last):
     ...
-    imgconv.errors.ParameterError: size: '2x' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3
+    imgconv.errors.ParameterError: size: '2x' is not a window; give N or ROWSxCOLS with positive integers (up to 18 digits), e.g. 2 or 2x3
     """
     match = _WINDOW.fullmatch(text)
-    rows = int(match.group(1)) if match else 0
-    cols = int(match.group(2) or rows) if match else 0
-    if rows < 1 or cols < 1:
+    rows = whole_number(match.group(1)) if match else None
+    cols = whole_number(match.group(2) or match.group(1)) if match else None
+    if not rows or not cols:
         raise ParameterError(
-            f"'{text}' is not a window; give N or ROWSxCOLS with positive integers, e.g. 2 or 2x3", parameter=parameter
+            f"{quote(text)} is not a window; give N or ROWSxCOLS with positive integers (up to 18 digits), e.g. 2 or 2x3",
+            parameter=parameter,
         )
     return rows, cols
 

@@ -15,6 +15,9 @@ from imgconv.cli import cli
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_images"
 
+#: The stress checks take minutes and run on their own (see tests/stress/README.md).
+collect_ignore = ["stress"]
+
 
 @pytest.fixture
 def samples() -> Path:

@@ -77,6 +77,11 @@ def run_one(work: Work, task: Task) -> Failure | None:
     try:
         work(task.source, task.target)
     except Exception as exc:  # a bug in one file must not take the others down with it
+        from imgconv.entry import stop_requested
+
+        interruption = stop_requested()
+        if interruption is not None:  # Ctrl-C's KeyboardInterrupt, turned into this error on its way
+            raise interruption from None
         code, message = exit_status(exc)
         return Failure(task.source, message, code)
     return None

@@ -21,6 +21,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -151,6 +152,8 @@ def main() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent alone decides
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    if not os.environ.get("IMGCONV_DEBUG"):
+        warnings.simplefilter("ignore")  # as in the parent: stderr is for imgconv's own lines
     inbox = sys.stdin.buffer
     outbox = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the channel

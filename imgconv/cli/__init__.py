@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 import click
@@ -53,19 +54,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     are one ``imgconv: interrupted`` line (see ``imgconv.entry``); a failed
     write to stdout is a runtime error; anything else is an internal error.
     """
-    from imgconv.entry import prepare, stopped
+    from imgconv.entry import finished, prepare, stop_requested, stopped
 
     prepare()
     try:
         code = _invoke(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # a command's own exit code (a batch's, say)
+        code = exc.code if isinstance(exc.code, int) else EXIT_FAILURE
     except KeyboardInterrupt as exc:  # also one arriving while an error is reported
         stopped(exc)
+    finished()
+    interruption = stop_requested()
+    if interruption is not None:  # its KeyboardInterrupt was swallowed on the way (see imgconv.entry)
+        stopped(interruption)
     sys.exit(code)
 
 
 def _invoke(args: list[str]) -> int:
     from imgconv.output import abandon_stdout, stdout_failure
 
+    if not os.environ.get("IMGCONV_DEBUG"):
+        # stderr carries imgconv's own lines only: numpy's overflow warnings
+        # (an inf that the finishing step clips) are not the user's business.
+        warnings.simplefilter("ignore")
     try:
         if os.environ.get("_IMGCONV_COMPLETE"):  # shell completion is click's own business
             cli.main(args=args, prog_name="imgconv")
@@ -89,6 +100,11 @@ def _invoke(args: list[str]) -> int:
         abandon_stdout()
         return EXIT_FAILURE
     except Exception as exc:
+        from imgconv.entry import stop_requested
+
+        interruption = stop_requested()
+        if interruption is not None:  # the signal's KeyboardInterrupt became this error (numpy's import)
+            raise interruption from None
         if os.environ.get("IMGCONV_DEBUG"):
             raise
         failure = stdout_failure(exc)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from imgconv.errors import KernelError
 from imgconv.kernels.model import Kernel, Number, check_size, max_kernel_side
-from imgconv.limits import Limit, kernel_file_byte_limit, quote, read_text
+from imgconv.limits import Limit, kernel_file_byte_limit, quote, read_text, whole_number
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,19 +71,6 @@ def parse_number(text: str, *, where: str) -> Number:
     if abs(value) > sys.float_info.max or (value != 0 and abs(value) < sys.float_info.min):
         raise KernelError(f"{where}: {quote(token)} is out of float64's range")
     return value
-
-
-def whole_number(text: str) -> int | None:
-    """ASCII digits as an int; None for anything else, or for more than 18
-    digits (far past every limit, and Python refuses to convert 4,300).
-
-    >>> whole_number('12'), whole_number('١٢'), whole_number('9' * 5000)
-    (12, None, None)
-    """
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > 18:
-        return None
-    return int(text)
 
 
 def parse_values(text: str, *, subject: str, shape: tuple[int, int] | None = None) -> tuple[tuple[Number, ...], ...]:
