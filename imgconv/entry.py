@@ -12,8 +12,8 @@ KeyboardInterrupt it raises (numpy turns one that hits its import into an
 ImportError) cannot make the run go on as if nothing had happened.
 
 It also gives closed standard streams (``>&-``) a harmless descriptor, so
-that no file imgconv opens can take descriptor 1 or 2 and receive stray
-output; ``sys.stdout`` stays None, and writing to it is a clean error.
+that no file imgconv opens can take descriptor 0, 1 or 2 and receive stray
+output; writing to a closed stdout is then a clean error.
 
 Only the interpreter's own start-up, before this module runs (a few tens
 of milliseconds), is out of its reach: a SIGTERM there ends the process
@@ -159,3 +159,7 @@ def _guard_standard_streams() -> None:
             if target != descriptor:
                 os.dup2(target, descriptor)
                 os.close(target)
+            if descriptor == 1:
+                from imgconv.output import closed_stdout
+
+                sys.stdout = closed_stdout()  # writing to it is a clean error, not a silent no-op

@@ -35,12 +35,13 @@ True
 from __future__ import annotations
 
 import errno
+import io
 import os
 import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from imgconv.errors import OutputError, UsageFailure
 
@@ -228,11 +229,32 @@ def sweep_temporaries(folder: Path | str) -> int:
 _WRITE_ERRORS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT, errno.EBADF}
 
 
+class ClosedStream(io.RawIOBase):
+    """What ``sys.stdout`` writes to when descriptor 1 was closed (``>&-``):
+    every write fails, so a command that prints meets a clean error, until
+    ``abandon_stdout`` lets what is still buffered drain away at exit."""
+
+    discard = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if ClosedStream.discard:
+            return len(data)
+        raise OSError(errno.EBADF, "it is closed")
+
+
+def closed_stdout() -> io.TextIOWrapper:
+    """A ``sys.stdout`` for a closed descriptor 1 (see ``ClosedStream``)."""
+    return io.TextIOWrapper(io.BufferedWriter(ClosedStream()), encoding="utf-8", line_buffering=True)
+
+
 def write_stdout(payload: bytes, *, text: bool, stream: BinaryIO | None = None) -> None:
     """Write to stdout; binary data is never sent to a terminal."""
     if stream is None:
         if sys.stdout is None:
-            raise OutputError("standard output is closed", subject="-")
+            raise OutputError("cannot write to standard output: it is closed", subject="-")
         stream = sys.stdout.buffer
     if not text and stream.isatty():
         raise UsageFailure("refusing to write binary image data to a terminal; redirect it or give a file", subject="-")
@@ -268,6 +290,7 @@ def stdout_failure(exc: BaseException) -> OutputError | None:
 def abandon_stdout() -> None:
     """Point descriptor 1 at the null device, so that what is still buffered
     for stdout drains there at exit instead of failing again with a traceback."""
+    ClosedStream.discard = True
     try:
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)

@@ -47,11 +47,23 @@ def out(tmp_path) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every path below ``folder`` (hidden ones too) with its content hash."""
-    return {
-        str(p.relative_to(folder)): "dir" if p.is_dir() else hashlib.sha256(p.open("rb").read()).hexdigest()
-        for p in folder.rglob("*")
-    }
+    """Every path below ``folder`` (hidden ones too) with its content hash.
+
+    Links are recorded as links (one leads to /dev/zero), and files larger
+    than 64 MiB (the sparse ones) by size and time, not read.
+    """
+
+    def state(path: Path) -> str:
+        if path.is_symlink():
+            return f"link to {os.readlink(path)}"
+        if path.is_dir():
+            return "dir"
+        info = path.stat()
+        if info.st_size > 1 << 26:
+            return f"{info.st_size} bytes, {info.st_mtime_ns}"
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    return {str(p.relative_to(folder)): state(p) for p in folder.rglob("*")}
 
 
 @dataclass(frozen=True)
@@ -348,7 +360,209 @@ OUTPUTS = [
     Case("--scale 0", f"{APPLY} --scale 0 {IMAGE_ARGS}", 2, ("--scale", "finite non-zero")),
 ]
 
-CASES = IMAGES + KERNELS + REGISTRIES + OUTPUTS
+# Issue 11: every read bounded, every message short, every spec strict.
+BOUNDED = [
+    Case("/dev/zero named .png", f"{APPLY} {{c}}/zero.png {{o}}/x.png", 1, ("{c}/zero.png", "not an image file")),
+    Case(
+        "/dev/zero named .npy",
+        f"{APPLY} {{c}}/zero.npy {{o}}/x.npy",
+        1,
+        ("{c}/zero.npy", "not a valid .npy matrix", "magic"),
+    ),
+    Case("/dev/zero named .csv", f"{APPLY} {{c}}/zero.csv {{o}}/x.csv", 1, ("{c}/zero.csv", "NUL bytes")),
+    Case(
+        "5 GB sparse image",
+        f"{APPLY} {{c}}/sparse.png {{o}}/x.png",
+        1,
+        ("{c}/sparse.png", "the file is 5.0 GB, over the limit of 3.2 GB", "--max-pixels"),
+    ),
+    Case(
+        "a lowered --max-pixels lowers the byte limit",
+        f"{APPLY} --max-pixels 100 {{c}}/sparse.png {{o}}/x.png",
+        1,
+        ("{c}/sparse.png", "over the limit of 16.8 MB", "--max-pixels"),
+    ),
+    Case(
+        "kernel file /dev/zero",
+        f"apply -k @/dev/zero {IMAGE_ARGS}",
+        2,
+        ("kernel file /dev/zero", "binary data"),
+    ),
+    Case(
+        "5 GB sparse kernel file",
+        f"apply -k @{{c}}/sparse-kernel.txt {IMAGE_ARGS}",
+        2,
+        ("kernel file {c}/sparse-kernel.txt", "over the limit of 4.3 MB", "IMGCONV_MAX_KERNEL"),
+    ),
+    Case(
+        "registry /dev/zero",
+        f"apply -k sharpen --registry /dev/zero {IMAGE_ARGS}",
+        2,
+        ("registry /dev/zero", "binary data"),
+    ),
+    Case(
+        "5 GB sparse registry",
+        f"apply -k sharpen --registry {{c}}/sparse-kernel.txt {IMAGE_ARGS}",
+        2,
+        ("registry {c}/sparse-kernel.txt", "over the limit of 17.0 MB"),
+    ),
+    Case(
+        "npy declaring 10x10x10**9 values (channels count)",
+        f"{APPLY} {{c}}/channels.npy {{o}}/x.npy",
+        1,
+        ("{c}/channels.npy", "10x10x1000000000 = 100,000,000,000 values, over the limit of 400,000,000"),
+    ),
+    Case(
+        "a million-character bad value in a CSV",
+        f"{APPLY} {{c}}/long-token.csv {{o}}/x.csv",
+        1,
+        ("{c}/long-token.csv", "line 2: 'xxxxx", "…", "(1,000,000 characters) is not a number"),
+    ),
+    Case(
+        "YAML alias bomb as a registry",
+        "apply -k sharpen --registry {c}/laughs.yaml " + IMAGE_ARGS,
+        2,
+        ("{c}/laughs.yaml, line 2", "aliases (*name) are not allowed"),
+    ),
+    Case(
+        "YAML alias bomb as a kernel file",
+        f"apply -k @{{c}}/laughs.yaml {IMAGE_ARGS}",
+        2,
+        ("{c}/laughs.yaml, line 2", "aliases (*name) are not allowed"),
+    ),
+    Case(
+        "YAML nested 40 deep",
+        f"apply -k @{{c}}/deep.yaml {IMAGE_ARGS}",
+        2,
+        ("{c}/deep.yaml, line 1", "nested more than 16 levels deep"),
+    ),
+    Case(
+        "a 100,000-character inline kernel",
+        f"apply -k '{'1,' * 50_000}x' {IMAGE_ARGS}",
+        2,
+        ("kernel '1,1,1,", "(100,001 characters)", "larger than the limit"),
+    ),
+    Case(
+        "a 5,000-digit value",
+        f"apply -k '{'9' * 5000}' {IMAGE_ARGS}",
+        2,
+        ("(5,000 characters)", "too many digits"),
+    ),
+    Case(
+        "a 5,000-digit box size",
+        f"apply -k 'box:{'9' * 5000}' {IMAGE_ARGS}",
+        2,
+        ("kernel 'box:999", "box takes a size N or RxC"),
+    ),
+    Case(
+        "a 5,000-digit pooling window",
+        f"maxpool --size {'9' * 5000} {IMAGE_ARGS}",
+        2,
+        ("'--size'", "(5,000 characters) is not a window"),
+    ),
+]
+
+STRICT = [
+    Case("an empty value", f"apply -k '1,,1' {IMAGE_ARGS}", 2, ("kernel '1,,1'", "value 2 is empty")),
+    Case("a comma ending a row", f"apply -k '1,2,' {IMAGE_ARGS}", 2, ("kernel '1,2,'", "value 3 is empty")),
+    Case("an empty row", f"apply -k '1;;1' {IMAGE_ARGS}", 2, ("kernel '1;;1'", "row 2 is empty")),
+    Case("a row of only ';'", f"apply -k ';;' {IMAGE_ARGS}", 2, ("kernel ';;'", "no values")),
+    Case(
+        "a repeated parametric key",
+        f"apply -k 'gaussian:sigma=1,sigma=2' {IMAGE_ARGS}",
+        2,
+        ("kernel 'gaussian:sigma=1,sigma=2'", "sigma is given twice"),
+    ),
+    Case(
+        "an empty parametric argument",
+        f"apply -k 'gaussian:sigma=1,,size=3' {IMAGE_ARGS}",
+        2,
+        ("kernel 'gaussian:sigma=1,,size=3'", "an argument is empty"),
+    ),
+    Case("non-ASCII digits", f"apply -k '١,٢' {IMAGE_ARGS}", 2, ("'١' is not a number",)),
+    Case(
+        "a key twice in one YAML mapping",
+        REGISTRY % "duplicate-key.yaml",
+        2,
+        ("{c}/duplicate-key.yaml, line 4", "the key 'values' is given twice"),
+    ),
+    Case(
+        "two 'kernels:' keys",
+        REGISTRY % "two-kernels-keys.yaml",
+        2,
+        ("{c}/two-kernels-keys.yaml, line 4", "the key 'kernels' is given twice"),
+    ),
+    Case(
+        "a registry that is a bare list",
+        REGISTRY % "bare-list.yaml",
+        2,
+        ("{c}/bare-list.yaml", "expected a mapping with 'kernels:'"),
+    ),
+    Case(
+        "a top-level key besides 'kernels'",
+        REGISTRY % "top-level-typo.yaml",
+        2,
+        ("{c}/top-level-typo.yaml", "unknown top-level key(s) 'kernel'"),
+    ),
+    Case(
+        "quoted numbers in values",
+        REGISTRY % "quoted-values.yaml",
+        2,
+        ("{c}/quoted-values.yaml, line 2", "'1' is quoted text"),
+    ),
+    Case(
+        "a quoted scale",
+        REGISTRY % "quoted-scale.yaml",
+        2,
+        ("{c}/quoted-scale.yaml, line 2", "'scale' is quoted text"),
+    ),
+    Case(
+        "IMGCONV_MAX_KERNEL that is not a number",
+        f"{APPLY} {IMAGE_ARGS}",
+        2,
+        ("IMGCONV_MAX_KERNEL", "'abc' is not a whole number"),
+        env={"IMGCONV_MAX_KERNEL": "abc"},
+    ),
+    Case(
+        "IMGCONV_THREADS of 0",
+        f"{APPLY} {IMAGE_ARGS}",
+        2,
+        ("IMGCONV_THREADS", "'0' is not a whole number of at least 1"),
+        env={"IMGCONV_THREADS": "0"},
+    ),
+    Case(
+        "a format spec in a template",
+        f"{APPLY} {{c}}/good.png -o '{{o}}/{{stem:>99999999999}}.png'",
+        2,
+        ("--output", "'{stem:>99999999999}': templates take plain fields only"),
+    ),
+    Case(
+        "a conversion in a template",
+        f"{APPLY} {{c}}/good.png -o '{{o}}/{{stem!r}}.png'",
+        2,
+        ("--output", "'{stem!r}': templates take plain fields only"),
+    ),
+    Case(
+        "an attribute in a template",
+        f"{APPLY} {{c}}/good.png -o '{{o}}/{{stem.upper}}.png'",
+        2,
+        ("--output", "unknown template field '{stem.upper}'"),
+    ),
+    Case(
+        "a lone brace in a template",
+        f"{APPLY} {{c}}/good.png -o '{{o}}/{{stem.png'",
+        2,
+        ("--output", "expected '}' before end of string"),
+    ),
+    Case(
+        "the pil backend with weights too large to sum exactly",
+        f"apply -k '1e25,-1e25' --backend pil {IMAGE_ARGS}",
+        2,
+        ("--backend", "integer weights too large to sum exactly", "--backend scipy"),
+    ),
+]
+
+CASES = IMAGES + KERNELS + REGISTRIES + OUTPUTS + BOUNDED + STRICT
 
 
 def run_and_check(run, case: Case, corpus: Path, out: Path):
@@ -362,6 +576,7 @@ def run_and_check(run, case: Case, corpus: Path, out: Path):
     assert "Traceback" not in result.output and "internal error" not in message
     assert result.stdout == ""
     assert message.strip().splitlines()[-1].startswith("Error: ")
+    assert max(len(line) for line in message.splitlines()) <= limits.MESSAGE_CHARS + len("Error: ")
     for needle in case.needles:
         assert fill(needle, corpus, out) in message
     assert (snapshot(corpus), snapshot(out)) == before
@@ -369,7 +584,7 @@ def run_and_check(run, case: Case, corpus: Path, out: Path):
 
 
 def test_the_corpus_has_enough_cases():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 80
     assert len({case.id for case in CASES}) == len(CASES)
 
 

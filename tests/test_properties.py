@@ -21,6 +21,7 @@ from imgconv.cli import cli
 from imgconv.errors import InputError, UsageFailure
 from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
+from imgconv.limits import EXCERPT_CHARS, MESSAGE_CHARS
 from imgconv.pipeline import convolve
 from imgconv.plan import FilterOptions, FilterPlan
 
@@ -237,6 +238,65 @@ def test_random_specs_parse_or_raise_a_usage_error(spec):
         assert exc.exit_code == 2 and str(exc)
     else:
         assert isinstance(kernel, Kernel) and min(kernel.shape) >= 1
+
+
+#: Specs with long runs of any text: the message quotes only an excerpt of it.
+long_specs = st.builds(
+    lambda head, middle, tail, count: head + middle * count + tail,
+    st.text(alphabet=SPEC_CHARS, max_size=8),
+    st.text(min_size=1, max_size=8),
+    st.text(alphabet=SPEC_CHARS, max_size=8),
+    st.integers(100, 20_000),
+)
+
+
+@given(long_specs)
+def test_messages_quote_only_an_excerpt_of_any_spec(spec):
+    try:
+        parse_spec(spec, REGISTRY)
+    except UsageFailure as exc:
+        assert len(str(exc)) <= MESSAGE_CHARS
+        assert spec.strip() not in str(exc) or len(spec.strip()) <= EXCERPT_CHARS
+
+
+@given(st.text(alphabet="{}:!.[]0123456789>stemnaxkrlpdi/_-", max_size=30))
+def test_random_templates_expand_or_are_refused(template):
+    from imgconv.batch import Input, expand_template
+
+    try:
+        filled = expand_template(template, Input("in/x/a.png", "in"), kernel="blur")
+    except UsageFailure as exc:
+        assert exc.exit_code == 2 and len(str(exc)) <= MESSAGE_CHARS
+    else:
+        assert "{" not in filled.replace("{{", "") or "{" in template
+
+
+@given(
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(1, 400),
+    st.integers(1, 400),
+    st.integers(1, 12),
+    st.integers(1, 12),
+    st.sampled_from(["valid", "same"]),
+    st.sampled_from(["max", "mean", "min"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_pooling_windows_of_any_size_agree_with_the_definition(h, w, kh, kw, sh, sw, padding, op, seed):
+    """Windows from 1 to far larger than the image, against TensorFlow's definition written with loops."""
+    from test_pooling import reference_pool
+
+    from imgconv.pooling import pool
+
+    image = np.random.default_rng(seed).normal(-3.0, 10.0, (h, w))
+    if padding == "valid" and (kh > h or kw > w):
+        with pytest.raises(InputError, match="smaller than the pooling window"):
+            pool(image, size=(kh, kw), stride=(sh, sw), padding=padding, op=op)
+        return
+    expected = reference_pool(image, (kh, kw), (sh, sw), padding, op)
+    result = pool(image, size=(kh, kw), stride=(sh, sw), padding=padding, op=op)
+    assert result.shape == expected.shape
+    assert np.allclose(result, expected, rtol=1e-12, atol=0) if op == "mean" else np.array_equal(result, expected)
 
 
 @given(specs)

@@ -132,7 +132,8 @@ def file_options(function: F) -> F:
                 "--jobs",
                 type=click.IntRange(1),
                 default=None,
-                help="Files processed in parallel; for one file, the cores its strips run on [default: the number of CPUs].",
+                help="Files processed in parallel; for one file, the cores its strips run on [default: the number of "
+                "CPUs]; fewer files run at once when their images would not fit together in the memory available.",
             ),
             click.option("--dry-run", is_flag=True, help="Print each INPUT -> OUTPUT pair and do nothing."),
             click.option("--update", is_flag=True, help="Skip inputs whose output exists and is newer (like make)."),

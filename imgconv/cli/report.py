@@ -148,7 +148,7 @@ def print_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None, rich: bool = True
 ) -> None:
     """A rich table on a terminal (if ``rich``); else aligned plain text, the last column free."""
-    if rich and sys.stdout.isatty():
+    if rich and sys.stdout is not None and sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
 

@@ -11,6 +11,8 @@ is deterministic (seeded noise, no timestamps).
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import struct
 import sys
 import zlib
@@ -138,6 +140,36 @@ def images(folder: Path) -> None:
     (folder / "idat-crc.png").write_bytes(flip_byte(png, idat_offset + 8 + len(idat)))
 
 
+def laughs(levels: int = 9) -> str:
+    """A YAML "billion laughs": each level repeats the one before nine times."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    names = "abcdefghijklmnopqrstuvwxyz"
+    for previous, name in itertools.pairwise(names[:levels]):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append(f"kernels: [{{name: x, values: *{names[levels - 1]}}}]")
+    return "\n".join(lines) + "\n"
+
+
+def npy_header_only(shape: tuple[int, ...]) -> bytes:
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}".ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + bytes(64)
+
+
+def hostile(folder: Path) -> None:
+    """Issue 11: endless, huge and sparse inputs, bombs, and inputs that would make huge messages."""
+    if os.path.exists("/dev/zero"):
+        for suffix in (".png", ".npy", ".csv"):
+            (folder / f"zero{suffix}").symlink_to("/dev/zero")
+    for name in ("sparse.png", "sparse-kernel.txt"):
+        with open(folder / name, "wb") as stream:
+            stream.truncate(5 * 10**9)  # 5 GB that take no disk space
+    (folder / "channels.npy").write_bytes(npy_header_only((10, 10, 1_000_000_000)))
+    (folder / "long-token.csv").write_text("1,2\n3," + "x" * 1_000_000 + "\n")
+    (folder / "laughs.yaml").write_text(laughs())
+    (folder / "deep.yaml").write_text("values: " + "[" * 40 + "1" + "]" * 40 + "\n")
+    (folder / "br[ack]et.png").write_bytes(encode(Image.fromarray(noise(4, 4, seed=13)), "PNG"))
+
+
 def kernels(folder: Path) -> None:
     side = 1001
     (folder / "big-kernel.txt").write_text(("0 " * (side - 1) + "1\n") * side)
@@ -154,6 +186,12 @@ REGISTRIES = {
     "list-scale.yaml": "kernels:\n  - name: scaled\n    values: [[1, 2, 1]]\n    scale: [4]\n",
     "unknown-field.yaml": "kernels:\n  - name: typo\n    valeus: [[1]]\n",
     "not-a-list.yaml": "kernels: 5\n",
+    "duplicate-key.yaml": "kernels:\n  - name: a\n    values: [[1]]\n    values: [[2]]\n",
+    "two-kernels-keys.yaml": "kernels:\n  - name: a\n    values: [[1]]\nkernels:\n  - name: b\n    values: [[2]]\n",
+    "bare-list.yaml": "- name: a\n  values: [[1]]\n",
+    "top-level-typo.yaml": "kernels: []\nkernel: []\n",
+    "quoted-values.yaml": "kernels:\n  - name: q\n    values: [['1', '2']]\n",
+    "quoted-scale.yaml": "kernels:\n  - name: q\n    values: [[1, 2]]\n    scale: '3'\n",
 }
 
 
@@ -168,6 +206,7 @@ def build(folder: Path) -> Path:
     images(folder)
     kernels(folder)
     registries(folder)
+    hostile(folder)
     (folder / "blocker").write_text("a regular file where an output folder would go\n")
     return folder
 
