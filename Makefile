@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench stress lint docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: $(BENCH_STAMP)
 # The README's pictures, drawn by scripts from imgconv's own results.
 docs: $(STAMP)
 	$(BIN)/python docs/linear_blur.py
+
+# Minutes, not seconds: the long reliability checks (tests/stress/README.md).
+stress: $(STAMP)
+	$(BIN)/python tests/stress/memory_limit.py
+	$(BIN)/python tests/stress/signals.py
+	$(BIN)/python tests/stress/kill9.py
+	$(BIN)/python tests/stress/suite_under_load.py
 
 # ruff (lint and format) over the package and its tests, mypy over the
 # package, with the settings in pyproject.toml; any finding fails the target.

@@ -7,7 +7,10 @@ workers' start, the middle and the end are all hit), and checks the promise:
 
 * no traceback, and the last line is ``imgconv: interrupted`` (SIGINT,
   exit 130) or ``imgconv: terminated`` (SIGTERM, exit 143), or the batch
-  had already finished (exit 0);
+  had already finished (exit 0); a signal in the interpreter's own
+  start-up, before imgconv's code runs, ends the process silently by that
+  signal (the shell reports 130 or 143): counted apart, it is no failure
+  unless it printed something;
 * no temporary file left in the output folder;
 * every output is a complete image, and the summary's "N written" is the
   number of outputs;
@@ -92,9 +95,13 @@ def one_try(photos: Path, out: Path, signum: int, delay: float) -> dict[str, obj
     code = process.returncode
     problems = []
     expected = 130 if signum == signal.SIGINT else 143
+    # Killed by the signal itself, silently: it arrived during the interpreter's
+    # own start-up, before imgconv's code (and its handlers) existed; the shell
+    # reports 128 + N all the same, and nothing can have been written yet.
+    startup = code == -signum and not stderr.strip()
     if "Traceback" in stderr:
         problems.append("traceback")
-    if code not in (0, expected):
+    if code not in (0, expected) and not startup:
         problems.append(f"exit {code}")
     lines = [line for line in stderr.splitlines() if line.strip()]
     if code == expected:
@@ -132,6 +139,7 @@ def one_try(photos: Path, out: Path, signum: int, delay: float) -> dict[str, obj
         "written": len(written),
         "summary": int(summary.group(1)) if summary else None,
         "finished_first": finished_first,
+        "startup": startup,
         "problems": problems,
         "stderr": stderr if problems else "",
     }
@@ -173,9 +181,11 @@ def main() -> int:
     tracebacks = sum("traceback" in r["problems"] for r in results)  # type: ignore[operator]
     left = sum(any(str(p).startswith("leftovers") for p in r["problems"]) for r in results)  # type: ignore[attr-defined]
     early = sum(bool(r["finished_first"]) for r in results)
+    startup = sum(bool(r["startup"]) for r in results)
     print(
         f"\n{len(results)} tries ({options.burners} CPU burners): {len(failed)} broke the promise, "
-        f"{tracebacks} tracebacks, {left} with leftover temporary files, {early} finished before the signal"
+        f"{tracebacks} tracebacks, {left} with leftover temporary files, {early} finished before the signal, "
+        f"{startup} ended silently by the signal during the interpreter's start-up"
     )
     return 1 if failed else 0
 
