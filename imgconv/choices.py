@@ -46,6 +46,7 @@ def check(parameter: str, value: str, choices: tuple[_Word, ...]) -> _Word:
     """Return ``value`` if it is one of ``choices``; else a ParameterError naming ``parameter``."""
     if value not in choices:
         from imgconv.errors import ParameterError
+        from imgconv.limits import quote
 
-        raise ParameterError(f"'{value}' is not one of {', '.join(choices)}", parameter=parameter)
+        raise ParameterError(f"{quote(str(value))} is not one of {', '.join(choices)}", parameter=parameter)
     return value

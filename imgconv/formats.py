@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from imgconv.errors import UsageFailure
+from imgconv.limits import quote
 
 STDIO = "-"
 
@@ -233,7 +234,7 @@ def format_for(target: str, explicit: str | None = None, *, fallback: str | None
             return _BY_WORD[explicit.lower()]
         except KeyError:
             raise UsageFailure(
-                f"unknown format '{explicit}' (choose from {', '.join(sorted(_BY_WORD))})", subject="--format"
+                f"unknown format {quote(explicit)} (choose from {', '.join(sorted(_BY_WORD))})", subject="--format"
             ) from None
     if target == STDIO:
         return writable(fallback) or by_name("PNG")
@@ -244,7 +245,7 @@ def format_for(target: str, explicit: str | None = None, *, fallback: str | None
         suffix = os.path.splitext(target)[1].lower()
         known = " ".join(sorted(_BY_EXTENSION))
         raise UsageFailure(
-            f"unknown output extension '{suffix or '(none)'}' (known: {known}; or give --format)", subject=target
+            f"unknown output extension {quote(suffix or '(none)')} (known: {known}; or give --format)", subject=target
         )
     return found
 

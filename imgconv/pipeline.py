@@ -36,6 +36,7 @@ from imgconv.choices import AUTO, Border, Geometry, ValueRange
 from imgconv.errors import ParameterError
 from imgconv.finishing import AnyFinish, Finish, Finisher, scale_offset
 from imgconv.kernels import Kernel, Number
+from imgconv.limits import quote
 from imgconv.padding import gather, longest_run, pad_index
 from imgconv.plan import FilterOptions, FilterPlan
 from imgconv.rows import ArrayRows, CachedRows, Rows, read_rows
@@ -335,7 +336,9 @@ def filter_image(
     if value_range is None:
         value_range = "float" if out_type.kind == "f" else "clip"
     if out_type.kind == "f" and value_range != "float":
-        raise ParameterError(f"a float output takes value_range='float', got '{value_range}'", parameter="value_range")
+        raise ParameterError(
+            f"a float output takes value_range='float', got {quote(str(value_range))}", parameter="value_range"
+        )
     if out_type.kind != "f" and value_range == "float":
         raise ParameterError(f"value_range='float' needs a float dtype, got {out_type}", parameter="dtype")
     options = FilterOptions(
@@ -380,7 +383,7 @@ def _output_dtype(source: np.dtype, wanted: np.dtype | type | str | None) -> np.
     try:
         out = np.dtype(wanted)
     except TypeError:
-        raise ParameterError(f"'{wanted}' is not a numpy dtype", parameter="dtype") from None
+        raise ParameterError(f"{quote(str(wanted))} is not a numpy dtype", parameter="dtype") from None
     if out not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)):
         raise ParameterError(f"the output is uint8, uint16 or float64, not {out}", parameter="dtype")
     return out

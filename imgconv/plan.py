@@ -39,6 +39,7 @@ from imgconv.choices import (
 )
 from imgconv.errors import InputError, ParameterError
 from imgconv.kernels import Kernel
+from imgconv.limits import quote
 from imgconv.padding import output_shape
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class FilterOptions:
             check("value_range", self.value_range, RANGES)
         if self.backend != AUTO and self.backend not in backends.names():
             raise ParameterError(
-                f"unknown backend '{self.backend}' (choose from {', '.join([AUTO, *backends.names()])})",
+                f"unknown backend {quote(self.backend)} (choose from {', '.join([AUTO, *backends.names()])})",
                 parameter="backend",
             )
         if not math.isfinite(self.scale) or abs(self.scale) < _TINY:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from imgconv.choices import AUTO
 from imgconv.errors import ParameterError
+from imgconv.limits import quote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,7 +100,7 @@ def get(name: str) -> Backend:
     """The backend called ``name``; a usage error lists the valid names."""
     if name not in names():
         raise ParameterError(
-            f"unknown backend '{name}' (choose from {', '.join([AUTO, *names()])})", parameter="backend"
+            f"unknown backend {quote(name)} (choose from {', '.join([AUTO, *names()])})", parameter="backend"
         )
     return cast("Backend", importlib.import_module(f"{__name__}.{name}_backend").BACKEND)
 

@@ -276,7 +276,7 @@ def builtin_kernels() -> dict[str, Kernel]:
         if known is not None and known[0] == (state.st_mtime_ns, state.st_size, state.st_ino):
             return dict(known[1])
         with open(cache, encoding="utf-8") as stream:
-            kernels = _kernels_from_json(stream.read())
+            kernels = _kernels_from_json(stream.read(_CACHE_CHARS))  # a longer (foreign) file fails to parse
         _read_caches[key] = ((state.st_mtime_ns, state.st_size, state.st_ino), kernels)
         return dict(kernels)
     except (OSError, ValueError, KeyError, TypeError, KernelError):
@@ -336,20 +336,21 @@ def _kernels_from_json(text: str) -> dict[str, Kernel]:
     return kernels
 
 
+#: The cache of the built-in registry is about 10 kB; nothing longer is read.
+_CACHE_CHARS = 1 << 22
+
+
 def _store(path: str, text: str) -> None:
-    """Write the cache atomically; any failure just leaves it unwritten."""
-    folder = os.path.dirname(path)
-    temp = f"{path}.{os.getpid()}.part"
+    """Write the cache atomically (as outputs are); any failure just leaves it unwritten."""
+    from pathlib import Path
+
+    from imgconv.errors import OutputError
+    from imgconv.output import write_atomic
+
     try:
-        os.makedirs(folder, exist_ok=True)
-        with open(temp, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except OSError:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
+        write_atomic(Path(path), text.encode("utf-8"))
+    except OutputError:
+        pass
 
 
 def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
