@@ -25,8 +25,12 @@ from imgconv.picture import Picture
 
 
 def _read_image(data: bytes, subject: str, *, color: str, max_pixels: int) -> Picture:
-    """A still image's reading, as a file job gets it."""
-    return next(iter(reading._open_image(data, subject, color=color, max_pixels=max_pixels, frames="first")))
+    """A still image's reading, as a file job gets it (from a stream within the byte limit)."""
+    from imgconv.limits import Limit, input_byte_limit
+
+    limit = Limit(input_byte_limit(max_pixels), subject=subject, error=InputError, hint="raise it with --max-pixels")
+    frames = reading._open_image(io.BytesIO(data), limit, subject, color=color, max_pixels=max_pixels, frames="first")
+    return next(iter(frames))
 
 
 images = SimpleNamespace(
