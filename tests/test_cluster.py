@@ -230,6 +230,24 @@ def _slow_tree(tree: Path, count: int, size: tuple[int, int]) -> None:
         photo.rotate(i).save(tree / "many" / f"{i:02d}.png")
 
 
+def _open_in(pids, folder: Path) -> list[str]:
+    """The files in ``folder`` that the processes ``pids`` hold open (an unnamed one reads '#N (deleted)')."""
+    found = []
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if target.startswith(f"{folder}/"):
+                found.append(target)
+    return found
+
+
 def test_workers_killed_mid_write_leave_a_complete_tree(run, cluster, tree):
     """SIGKILL both workers while an output is half written: Dask retries
     their tasks on the restarted workers, and the run ends with every file
@@ -248,7 +266,9 @@ def test_workers_killed_mid_write_leave_a_complete_tree(run, cluster, tree):
     killed_during = None
     deadline = time.monotonic() + 120
     while killed_during is None and process.poll() is None and time.monotonic() < deadline:
+        # A temporary output, named (.NAME.RANDOM.imgconv.part) or unnamed (O_TMPFILE: an open descriptor).
         partial = [p.name for p in (tree / "out").glob(".*.part")] if (tree / "out").exists() else []
+        partial += _open_in(pids.values(), tree / "out")
         if partial:
             for pid in pids.values():
                 os.kill(pid, signal.SIGKILL)
@@ -310,9 +330,10 @@ def test_ctrl_c_cancels_pending_tasks_and_counts_exactly(cluster, tree, signum):
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     text = stderr.decode()
-    assert process.returncode == 130, text
-    assert "Traceback" not in text and text.endswith("imgconv: interrupted\n")
-    summary = re.search(r"imgconv: (\d+) written, 0 failed, 0 up to date, [0-9.]+ s \(interrupted\)", text)
+    code, word = (130, "interrupted") if signum == signal.SIGINT else (143, "terminated")
+    assert process.returncode == code, text
+    assert "Traceback" not in text and text.endswith(f"imgconv: {word}\n")
+    summary = re.search(rf"imgconv: (\d+) written, 0 failed, 0 up to date, [0-9.]+ s \({word}\)", text)
     written = int(summary.group(1))
     assert 2 <= written < 40
     deadline = time.monotonic() + 60

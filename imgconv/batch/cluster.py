@@ -165,6 +165,7 @@ class _Run:
         self.window = 1
         self.window_checked = -1.0
         self.interrupt_requested = False
+        self.interrupt_signal = 0
 
     def execute(self) -> Summary:
         """Keep a window of chunks in flight and settle each as it completes.
@@ -186,13 +187,13 @@ class _Run:
                     except queue.Empty:
                         future = None
                     if self.interrupt_requested and not self.stopping:
-                        self.summary.interrupted = True
+                        self.summary.interrupted = self._interruption()
                         self._halt()
                     if future is not None:
                         self._settle(future)
                         self._refill()
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
+        except KeyboardInterrupt as exc:
+            self.summary.interrupted = exc
             if self._connected():
                 self.client.cancel([future for future, _ in self.chunks.values()])
         except Exception as exc:
@@ -230,8 +231,9 @@ class _Run:
 
         def request(signum: int, frame: FrameType | None) -> None:
             if self.interrupt_requested:
-                raise KeyboardInterrupt
+                raise self._interruption()
             self.interrupt_requested = True
+            self.interrupt_signal = signum
 
         previous = {signum: signal.signal(signum, request) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -239,6 +241,14 @@ class _Run:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _interruption(self) -> KeyboardInterrupt:
+        """What stopped the run: Ctrl-C (exit 130) or SIGTERM (``Terminated``, exit 143)."""
+        import signal
+
+        from imgconv.errors import Terminated
+
+        return Terminated() if self.interrupt_signal == signal.SIGTERM else KeyboardInterrupt()
 
     # -- submitting
 
@@ -327,31 +337,19 @@ class _Run:
 
 
 def remove_orphans(tasks: Sequence[Task]) -> int:
-    """Remove the temporary files (``.NAME.XXXXXXXX.part``, as ``write_atomic``
-    names them) of the plan's outputs; returns how many were removed.
+    """Remove the stale temporary files left in the plan's output folders;
+    returns how many were removed.
 
+    A worker killed mid-write leaves nothing on Linux (its temporary file
+    has no name) and elsewhere a locked ``.NAME.RANDOM.imgconv.part`` whose
+    lock died with it; ``imgconv.output.sweep_temporaries`` removes those,
+    and never the file of another run still writing into the same folder.
     Each output folder is listed once, so a plan of a million files costs a
     listing per folder, not a listing per file.
     """
-    names: dict[str, set[str]] = {}
-    for task in tasks:
-        folder, name = os.path.split(task.target)
-        names.setdefault(folder, set()).add(name)
-    removed = 0
-    for folder, wanted in names.items():
-        try:
-            entries = [e.name for e in os.scandir(folder)]
-        except OSError:
-            continue  # never created: nothing was written there
-        for entry in entries:
-            # "." + NAME + "." + 8 random characters + ".part"
-            if entry.startswith(".") and entry.endswith(".part") and entry[1:-14] in wanted and entry[-14] == ".":
-                try:
-                    os.unlink(os.path.join(folder, entry))
-                    removed += 1
-                except OSError:
-                    pass
-    return removed
+    from imgconv.output import sweep_temporaries
+
+    return sum(sweep_temporaries(folder) for folder in sorted({os.path.dirname(t.target) or "." for t in tasks}))
 
 
 def as_typed(message: str, typed: Task, shipped: Task) -> str:
