@@ -37,7 +37,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +66,7 @@ _swept: set[str] = set()
 
 def temporary_name(target: str) -> str:
     """``.TARGET.RANDOM.imgconv.part``, with TARGET cut to keep the name within 255 bytes."""
-    token = secrets.token_hex(4)
+    token = os.urandom(4).hex()  # not secrets: it imports hmac and more, at every start
     room = NAME_BYTES - len(f"..{token}{TEMP_SUFFIX}".encode())
     stem = os.fsencode(target)[:room].decode("utf-8", "ignore")
     return f".{stem}.{token}{TEMP_SUFFIX}"
