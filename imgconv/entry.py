@@ -86,10 +86,16 @@ def prepare() -> None:
     """
     if _received is not None:
         return
-    sys.unraisablehook = _unraisable
-    signals.signal(signals.SIGINT, _stop)
-    signals.signal(signals.SIGTERM, _stop)
+    stop_on(signals.SIGINT, signals.SIGTERM)
     _guard_standard_streams()
+
+
+def stop_on(*signums: int) -> None:
+    """Let these signals stop the process as ``prepare`` describes (a batch
+    worker, which leaves Ctrl-C to its parent, takes SIGTERM only)."""
+    sys.unraisablehook = _unraisable
+    for signum in signums:
+        signals.signal(signum, _stop)
 
 
 def _unraisable(report: sys.UnraisableHookArgs) -> None:
@@ -121,6 +127,8 @@ def stop_requested() -> KeyboardInterrupt | None:
 
 def finished() -> None:
     """The run's outcome is decided: a signal from now on changes nothing.
+
+    (A batch worker, which ignores SIGINT from its start, keeps it ignored.)
 
     Without this, a signal in the last instant (after the summary, while
     the interpreter shuts down and has put the default handlers back) would

@@ -23,12 +23,12 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import IO, Any
 
 from imgconv.batch.local import Failure, Work, run_one
 from imgconv.batch.paths import Task
-from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED
+from imgconv.errors import EXIT_FAILURE, EXIT_TERMINATED
 
 #: How long stopped workers get to remove their temporary files before they are killed.
 STOP_SECONDS = 10.0
@@ -140,18 +140,20 @@ class Workers:
         return found_index, failure
 
 
-def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(EXIT_INTERRUPTED)
-
-
 def main() -> None:
     """The worker's loop: one task in, its failure (or None) out, until stdin closes.
 
-    A parent that goes away (its pipes close) ends the loop quietly: the
-    parent reports what happened, the worker never prints a traceback.
+    SIGTERM (the parent stopping the batch) unwinds the file in hand,
+    through the clean-up of its temporary file, and ends the worker without
+    a word: the parent reports the interruption.  It does so wherever it
+    arrives, even inside an import that turns it into another error (numpy
+    makes an ImportError of it), as ``imgconv.entry`` remembers the stop.
+    A parent that goes away (its pipes close) ends the loop quietly too.
     """
+    from imgconv.entry import stop_on, stop_requested
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent alone decides
-    signal.signal(signal.SIGTERM, _exit_on_signal)
+    stop_on(signal.SIGTERM)
     if not os.environ.get("IMGCONV_DEBUG"):
         warnings.simplefilter("ignore")  # as in the parent: stderr is for imgconv's own lines
     inbox = sys.stdin.buffer
@@ -165,6 +167,10 @@ def main() -> None:
             outbox.flush()
     except (EOFError, pickle.UnpicklingError, BrokenPipeError):
         return
+    except BaseException:
+        if stop_requested() is None:
+            raise  # a bug: its traceback is worth seeing
+        os._exit(EXIT_TERMINATED)  # stopped by the parent, which says so; the interpreter's shutdown is skipped
 
 
 if __name__ == "__main__":
