@@ -6,6 +6,11 @@ Image files become 8- or 16-bit planes following the colour policy
 reader their ``Format`` names.  ``-`` reads stdin and sniffs the format
 from the bytes.
 
+Every byte comes through ``imgconv.limits``: a file larger than
+``--max-pixels`` allows is refused by its size, and stdin or a pipe is read
+only as far as its decoder asks, so garbage is refused at its first bytes
+and an endless stream at the limit, while Ctrl-C and SIGTERM still act.
+
 ``read_frames`` opens a file and says how many frames it holds before any
 frame of an animation is decoded, then decodes them one at a time as they
 are asked for: the frames of an animated GIF, PNG (APNG) or WebP and the

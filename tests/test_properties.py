@@ -216,6 +216,29 @@ def test_random_bytes_after_an_npy_magic_are_a_clean_error(folder, payload):
     assert_clean_failure(result, source, target)
 
 
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.builds(lambda b: PNG_SIGNATURE + b, st.binary(max_size=2000)),
+        st.builds(lambda b: b"\x93NUMPY" + b, st.binary(max_size=300)),
+        st.text(alphabet="0123456789,;. -e\n", max_size=200).map(str.encode),
+    )
+)
+def test_random_bytes_on_stdin_are_read_within_bounds_or_refused(folder, payload):
+    """Whatever arrives on stdin is sniffed from its first bytes, read through the bounded stream,
+    and either makes an output or a one-line error naming <stdin>."""
+    target = folder / "stdin-out" / "x.npy"
+    result = RUNNER.invoke(cli, ["apply", "-k", "box:1", "-", str(target)], input=payload, catch_exceptions=False)
+    assert "Traceback" not in result.output and "internal error" not in result.stderr
+    if result.exit_code == 0:
+        assert target.exists()
+        target.unlink()
+    else:
+        assert result.exit_code in (1, 2), result.output
+        assert result.stderr.startswith("Error: ") and len(result.stderr) <= MESSAGE_CHARS + 8
+        assert not target.exists()
+
+
 # --------------------------------------------------------------------------
 # Random kernel specs: a kernel or a usage error (exit 2)
 
