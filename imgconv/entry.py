@@ -86,13 +86,18 @@ def prepare() -> None:
     """
     if _received is not None:
         return
-    stop_on(signals.SIGINT, signals.SIGTERM)
+    # A signal the process was started ignoring stays ignored, as Python itself
+    # does for SIGINT: that is how nohup, 'trap "" INT' and a non-interactive
+    # shell's background jobs keep a command running.
+    ignored = [s for s in (signals.SIGINT, signals.SIGTERM) if signals.getsignal(s) == signals.SIG_IGN]
+    stop_on(*(s for s in (signals.SIGINT, signals.SIGTERM) if s not in ignored))
     _guard_standard_streams()
 
 
 def stop_on(*signums: int) -> None:
     """Let these signals stop the process as ``prepare`` describes (a batch
-    worker, which leaves Ctrl-C to its parent, takes SIGTERM only)."""
+    worker, which leaves Ctrl-C to its parent, takes SIGTERM only, whatever
+    it inherited: its parent stops it that way)."""
     sys.unraisablehook = _unraisable
     for signum in signums:
         signals.signal(signum, _stop)

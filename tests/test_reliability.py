@@ -105,6 +105,29 @@ def test_sigterm_stops_a_read_from_a_fifo(tmp_path):
     assert os.listdir(tmp_path) == ["in.png"]
 
 
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path):
+    """Started with SIGINT ignored (nohup, a script's background job), imgconv keeps it so, as Python does."""
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    process = subprocess.Popen(
+        [*IMGCONV, "apply", "-k", "sharpen", fifo, tmp_path / "o.png"], stderr=subprocess.PIPE, preexec_fn=ignore_sigint
+    )
+    writer = os.open(fifo, os.O_WRONLY)  # returns once imgconv has opened the FIFO to read it
+    try:
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=0.5)  # still reading: the SIGINT changed nothing
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        os.close(writer)
+    assert process.returncode == 143 and stderr == b"imgconv: terminated\n"
+
+
 # --------------------------------------------------------------------------
 # Family 3: a backend gives the same bytes or refuses up front
 

@@ -35,19 +35,21 @@ def main() -> int:
         for index in range(options.runs):
             started = time.perf_counter()
             run = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options.pytest_args],
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--tb=short", *options.pytest_args],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
-                env=environment(),
+                env={**environment(), "COLUMNS": "250"},  # whole lines in pytest's summary
             )
             seconds = time.perf_counter() - started
             last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
             results.append((run.returncode, seconds))
             print(f"run {index + 1:2}: exit {run.returncode}, {seconds:6.1f} s  {last}", flush=True)
             if run.returncode:
-                failures = [line for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-                print("\n".join(failures or run.stdout.splitlines()[-30:]), flush=True)
+                text = run.stdout
+                details = text[text.find("= FAILURES =") : text.find("short test summary")]
+                failures = [line for line in text.splitlines() if line.startswith(("FAILED", "ERROR"))]
+                print(details[-6000:], "\n".join(failures or text.splitlines()[-30:]), sep="\n", flush=True)
     failed = sum(1 for code, _ in results if code)
     times = [seconds for _, seconds in results]
     print(
