@@ -207,6 +207,11 @@ def sweep_temporaries(folder: Path | str) -> int:
         if not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX)):
             continue
         try:
+            if not entry.is_file(follow_symlinks=False):
+                continue  # only regular files are temporaries: never a link, a FIFO or a folder
+        except OSError:
+            continue
+        try:
             descriptor = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | _CLOEXEC)
         except OSError:
             continue
