@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from terminal import stderr_on_terminal
 
 from imgconv.batch import Input, Task, check_plan, expand, expand_template, plan
 from imgconv.errors import UsageFailure
@@ -261,30 +262,10 @@ def test_pooling_shares_the_batch_machinery(run, tree):
 
 def test_progress_bar_only_on_a_terminal(tree):
     """With stderr on a terminal the batch draws a rich progress bar there."""
-    main, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--jobs", "1"],
-            cwd=tree,
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the terminal closed: the process is done
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=60)
-    finally:
-        os.close(main)
-    shown = b"".join(chunks)
-    assert process.returncode == 0 and process.stdout.read() == b""
+    code, shown, stdout = stderr_on_terminal(
+        [*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--jobs", "1"], cwd=tree
+    )
+    assert code == 0 and stdout == b""
     assert b"/4" in shown  # the bar's "done/total" column
     assert b"imgconv: 4 written, 0 failed" in shown
 

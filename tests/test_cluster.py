@@ -12,7 +12,6 @@ it was running and an innocent file can never be killed twice by accident.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shutil
 import signal
@@ -30,6 +29,7 @@ pytest.importorskip(
 )
 
 from dask_processes import DaskProcesses
+from terminal import stderr_on_terminal
 
 from imgconv.batch import Task
 
@@ -191,30 +191,12 @@ def test_fail_fast_stops_and_counts_what_was_written(run, cluster, tree):
 
 
 def test_progress_bar_on_a_terminal(cluster, tree):
-    main, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--scheduler", cluster.address],
-            cwd=tree,
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the terminal closed: the process is done
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=120)
-    finally:
-        os.close(main)
-    shown = b"".join(chunks)
-    assert process.returncode == 0 and process.stdout.read() == b""
+    code, shown, stdout = stderr_on_terminal(
+        [*IMGCONV, "apply", "-k", "blur", "photos/**/*.png", "-o", "out/", "--scheduler", cluster.address],
+        cwd=tree,
+        timeout=120,
+    )
+    assert code == 0 and stdout == b""
     assert b"/9" in shown  # the bar's "done/total" column
     assert b"imgconv: 9 written, 0 failed" in shown
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import pty
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from terminal import stderr_on_terminal
 
 from imgconv import sinks
 from imgconv.formats import format_for
@@ -319,29 +318,10 @@ def test_a_bad_value_midway_leaves_no_file(tmp_path, run):
 
 
 def test_progress_bar_counts_rows_on_a_terminal(inputs, tmp_path):
-    main, secondary = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [*IMGCONV, "apply", "-k", "sharpen", str(inputs["rgb.tif"]), str(tmp_path / "o.png"), "--memory", "40K"],
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # the terminal closed: the process is done
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=60)
-    finally:
-        os.close(main)
-    shown = b"".join(chunks)
-    assert process.returncode == 0, shown
+    code, shown, _ = stderr_on_terminal(
+        [*IMGCONV, "apply", "-k", "sharpen", str(inputs["rgb.tif"]), str(tmp_path / "o.png"), "--memory", "40K"]
+    )
+    assert code == 0, shown
     assert b"/29" in shown and b"rows" in shown
 
 
