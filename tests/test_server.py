@@ -33,6 +33,8 @@ from PIL import Image
 from imgconv.server import protocol
 
 SCRIPT = Path(sys.executable).parent / "imgconv"
+#: The interpreter the command runs on (its shebang): the server a client finds is keyed by it.
+INTERPRETER = SCRIPT.read_text().splitlines()[0][2:] if SCRIPT.exists() else sys.executable
 
 pytestmark = [
     pytest.mark.skipif(not SCRIPT.exists(), reason="needs the installed imgconv command (make test installs it)"),
@@ -489,6 +491,30 @@ def test_signal_on_the_client_reaches_the_call(server, env, tmp_path, signum):
     assert (process.returncode, stdout, stderr) == (code, b"", b"imgconv: " + word + b"\n")
     wait_until(lambda: not alive(child), "the call's process to end")
     assert list((tmp_path / "out").iterdir()) == []  # no output, no .part file
+
+
+def test_a_signal_forwarded_before_go_stops_the_call(server, env, tmp_path):
+    """A signal that reaches the client between the server's "accepted" and the client's
+    "go" is forwarded at once: the call must still end as an interrupted run does."""
+    (tmp_path / "out").mkdir()
+    args = slow_call(tmp_path)
+    client = (
+        "import signal, sys\n"
+        "from imgconv.server import client, protocol\n"
+        "sock = protocol.unix_socket()\n"
+        "sock.connect(protocol.Place.here().socket)\n"
+        "protocol.send(sock, client.call_request(['imgconv', *sys.argv[1:]]), fds=(0, 1, 2))\n"
+        "reply, _ = protocol.receive(sock)\n"
+        "assert reply['type'] == 'accepted', reply\n"
+        "protocol.send(sock, {'type': 'signal', 'signum': int(signal.SIGINT)})\n"
+        "protocol.send(sock, {'type': 'go'})\n"
+        "sys.exit(client.wait(sock, int(reply['pid'])))\n"
+    )
+    before = server.status()["served"]
+    done = subprocess.run([INTERPRETER, "-c", client, *args], cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    assert (done.returncode, done.stdout, done.stderr) == (130, b"", b"imgconv: interrupted\n"), done.stderr.decode()
+    assert server.status()["served"] == before + 1
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def _state(pid: int) -> str:

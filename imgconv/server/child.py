@@ -81,17 +81,20 @@ def run_call(conn: socket.socket, fds: list[int], request: dict, channel: socket
             return
         protocol.send(conn, {"type": "accepted", "pid": os.getpid()})
         conn.settimeout(protocol.HANDSHAKE_TIMEOUT)
-        go, _ = protocol.receive(conn)
+        pending = []
+        while True:
+            go, _ = protocol.receive(conn)
+            if not go or go.get("type") != "signal":
+                break
+            # The client forwards signals from the moment it accepts, before
+            # its "go" is out: they stop the call once it runs, not the handshake.
+            pending.append(int(go["signum"]))
         if not go or go.get("type") != "go":
             code = 0  # the client gave up and runs the call itself
             return
         conn.settimeout(None)
-        from imgconv import png_vips
-
-        png_vips.ENABLED = True  # a call runs in this forked child, which never forks again
         finished = threading.Event()
-        threading.Thread(target=_watch, args=(conn, finished), name="imgconv-client-watch", daemon=True).start()
-        code = call_main()
+        code = call_main(conn, finished, pending)
         code = finish_like_exit(code)
         finished.set()
         protocol.send(conn, {"type": "exit", "code": code})
@@ -185,16 +188,32 @@ def _streams(fds: list[int], specs: list) -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams  # type: ignore[misc]  # this process is the call
 
 
-def call_main() -> int:
-    """Run the command line's entry point; its exit code as ``sys.exit`` would give it."""
-    from imgconv.cli import main
+def call_main(conn: socket.socket, finished: threading.Event, pending: list[int]) -> int:
+    """Run the command line's entry point; its exit code as ``sys.exit`` would give it.
+
+    The call's signal handling goes in first, as the ``imgconv`` command's
+    does, so a signal forwarded at any moment from here on (or before the
+    call began: ``pending``) ends it as it would end in-process: one line,
+    130 or 143.
+    """
+    from imgconv.entry import prepare, stopped
 
     try:
-        main()
+        try:
+            prepare()
+            for signum in pending:
+                os.kill(os.getpid(), signum)
+            from imgconv import png_vips
+
+            png_vips.ENABLED = True  # a call runs in this forked child, which never forks again
+            threading.Thread(target=_watch, args=(conn, finished), name="imgconv-client-watch", daemon=True).start()
+            from imgconv.cli import main
+
+            main()
+        except KeyboardInterrupt as exc:  # before main() took charge of it
+            stopped(exc)
     except SystemExit as exc:
         return _exit_code(exc.code)
-    except KeyboardInterrupt:  # before main() took charge of it
-        return 130
     return 0
 
 
