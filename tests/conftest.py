@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,13 @@ SAMPLES = ROOT / "sample_images"
 
 #: The stress checks take minutes and run on their own (see tests/stress/README.md).
 collect_ignore = ["stress"]
+
+# Tests send SIGINT to imgconv and expect it to stop.  A suite started where
+# SIGINT is ignored (a non-interactive shell's background job) would hand that
+# on to every process it starts, and imgconv keeps an inherited ignore, as
+# nohup wants; a handler, unlike an ignore, is not inherited across exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
