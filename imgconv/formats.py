@@ -45,6 +45,9 @@ class Format:
     ``stores_gray`` is False for a format that stores gray as colour (so
     a gray profile does not fit it).
     ``options`` names the ``EncodeOptions`` fields the encoder honours.
+    ``any_channels``: the format holds any number of channels (a matrix,
+    or TIFF's extra samples); the others hold gray or RGB, plus alpha when
+    ``alpha`` says so (a matrix's 2 or 4 channels are written as such).
     ``sink`` (``module:function``) writes the format in row strips, so huge
     results stream into it (``imgconv.sinks``); ``streams_in`` says files of
     the format are read in row strips (``imgconv.sources``).
@@ -61,6 +64,7 @@ class Format:
     depth16: Holds = "none"
     floats: Holds = "none"
     alpha: bool = False
+    any_channels: bool = False
     frame_writer: str | None = None
     icc: bool = False
     exif: bool = False
@@ -117,6 +121,7 @@ FORMATS: tuple[Format, ...] = (
         depth16="gray",
         floats="gray",
         alpha=True,
+        any_channels=True,
         frame_writer=_FRAMES + "TiffWriter",
         icc=True,
         exif=True,
@@ -167,6 +172,7 @@ FORMATS: tuple[Format, ...] = (
         depth16="all",
         floats="all",
         alpha=True,
+        any_channels=True,
         sink="imgconv.sinks:write_npy",
         streams_in=True,
     ),
@@ -308,6 +314,13 @@ def check_capacity(
     if has_alpha and not fmt.alpha:
         able = [f for f in FORMATS if f.alpha]
         raise UsageFailure(f"{fmt.name} cannot hold the alpha channel; write {_listing(able)}", subject=target)
+    total = channels + has_alpha
+    if not fmt.any_channels and not fmt.text and total not in ((1, 2, 3, 4) if fmt.alpha else (1, 3)):
+        able = [f for f in FORMATS if f.any_channels]
+        held = "gray or RGB, with or without alpha" if fmt.alpha else "gray or RGB"
+        raise UsageFailure(
+            f"{fmt.name} holds {held}; this result has {total} channels, write {_listing(able)}", subject=target
+        )
     if fmt.text and not gray:
         raise UsageFailure(
             f"{fmt.name} holds a 2-D matrix; this result has {channels + has_alpha} channels, write .npy",

@@ -96,7 +96,7 @@ class GifWriter:
     def close(self) -> None:
         if self.pending is not None:
             # A looping animation starts again with its first frame.
-            again = self.animation.loop is not None and self.first_transparent
+            again = _repeats(self.animation.loop) is not None and self.first_transparent
             self._write(*self.pending, next_transparent=again)
         self.stream.write(b";")
 
@@ -104,9 +104,9 @@ class GifWriter:
         height, width = picture.data.shape[:2]
         # No global colour table (each frame has its own), 8-bit colour resolution.
         self.stream.write(b"GIF89a" + struct.pack("<HHBBB", width, height, 0x70, 0, 0))
-        if self.animation.loop is not None:
-            loop = min(self.animation.loop, 0xFFFF)
-            self.stream.write(b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", loop) + b"\x00")
+        repeats = _repeats(self.animation.loop)
+        if repeats is not None:
+            self.stream.write(b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", repeats) + b"\x00")
 
     def _write(self, frame: _Frame, timing: Timing | None, *, next_transparent: bool) -> None:
         disposal = _DISPOSALS.get(timing.disposal, 0) if timing and timing.disposal else 0
@@ -121,6 +121,30 @@ class GifWriter:
         descriptor = struct.pack("<HHHH", 0, 0, frame.width, frame.height)
         packed = 0x80 | (0x40 if frame.interlaced else 0) | frame.table_bits
         self.stream.write(b"," + descriptor + bytes([packed]) + frame.table + frame.data)
+
+
+def _repeats(plays: int | None) -> int | None:
+    """GIF's loop count from the number of plays: GIF counts the repeats
+    after the first play (0 for ever); an animation that plays once has no
+    loop extension.
+
+    >>> [_repeats(plays) for plays in (None, 0, 1, 2, 70000)]
+    [None, 0, None, 1, 65535]
+    """
+    if plays is None or plays == 1:
+        return None
+    return 0 if plays == 0 else min(plays - 1, 0xFFFF)
+
+
+def plays_of_gif(loop: int | None) -> int | None:
+    """The number of plays from a GIF's loop count (the inverse of ``_repeats``).
+
+    >>> [plays_of_gif(loop) for loop in (None, 0, 1, 2)]
+    [None, 0, 2, 3]
+    """
+    if loop is None or loop == 0:
+        return loop
+    return loop + 1
 
 
 def encode_gif(
@@ -139,6 +163,8 @@ def encode_gif(
 def _encode_frame(picture: Picture) -> _Frame:
     """Quantise a frame and let Pillow encode it as a one-frame GIF."""
     data, alpha = picture.data, picture.alpha
+    if alpha is None and data.shape[2] in (2, 4):  # a matrix's last channel is alpha, as PNG and WebP take it
+        data, alpha = data[:, :, :-1], data[:, :, -1]
     clear = None if alpha is None else alpha < _HALF
     if clear is not None and not clear.any():
         clear = None

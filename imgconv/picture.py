@@ -51,7 +51,9 @@ class Timing:
 @dataclass(frozen=True)
 class Animation:
     """What a file of frames says as a whole: how many frames, and how often
-    they play (``loop``: 0 for ever, None where the input does not say)."""
+    they play (``loop``: the number of plays as APNG and WebP count them, 0
+    for ever, None where the input does not say; GIF counts repeats, see
+    ``imgconv.gif``)."""
 
     count: int = 1
     loop: int | None = None

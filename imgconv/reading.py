@@ -368,7 +368,12 @@ def _open_image(
         stream.close()
         raise
     loop = image.info.get("loop")
-    animation = Animation(count=count, loop=None if loop is None else int(loop))
+    loop = None if loop is None else int(loop)
+    if source_format == "GIF":  # GIF counts repeats after the first play
+        from imgconv.gif import plays_of_gif
+
+        loop = plays_of_gif(loop)
+    animation = Animation(count=count, loop=loop)
     frames_of = _frames(image, source_format, subject, first, count, color, max_pixels)
     return Frames(source_format, animation, _closing(frames_of, stream))
 

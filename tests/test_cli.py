@@ -304,3 +304,27 @@ class TestDepth:
     def test_tiny_scale_refused(self, run, small_gray, tmp_path):
         result = run("apply", "-k", "blur", "--scale", "1e-320", small_gray, tmp_path / "o.png")
         assert result.exit_code == 2 and "--scale" in result.output
+
+
+# A matrix's channels are plain planes: a format takes them only if it can hold that many.
+@pytest.mark.parametrize("channels", [2, 4, 5])
+@pytest.mark.parametrize("ext", [".ppm", ".pgm", ".jpg", ".bmp", ".png", ".webp", ".gif", ".tif", ".npy"])
+def test_a_matrix_of_many_channels_goes_only_where_they_fit(run, tmp_path, channels, ext):
+    values = (np.arange(6 * 5 * channels).reshape(6, 5, channels) * 7 % 256).astype(np.uint8)
+    np.save(tmp_path / "m.npy", values)
+    target = tmp_path / f"o{ext}"
+    result = run("apply", "-k", "0,0,0;0,1,0;0,0,0", tmp_path / "m.npy", target)
+    any_count = ext in (".tif", ".npy")
+    alpha = ext in (".png", ".webp", ".gif")
+    if any_count or (alpha and channels in (2, 4)):
+        assert result.exit_code == 0, result.stderr
+        if ext in (".png", ".tif", ".npy"):  # lossless: the planes come back as they went in
+            import tifffile
+
+            back = {".npy": np.load, ".tif": tifffile.imread}.get(ext, pixels)(target)
+            assert back.reshape(values.shape).tolist() == values.tolist()
+    else:
+        assert result.exit_code == 2
+        held = "gray or RGB, with or without alpha" if alpha else "gray or RGB"
+        assert f"holds {held}; this result has {channels} channels, write .tif or .npy" in result.stderr
+        assert result.stderr.count("\n") <= 4 and not target.exists()

@@ -283,3 +283,28 @@ def test_an_apng_default_image_is_not_a_frame(run, tmp_path):
     assert [tuple(frame[0, 0, :3]) for frame in written] == [(0, 128, 0), (0, 0, 255)]
     apply(run, "-k", "identity", "--frames", "first", tmp_path / "in.png", tmp_path / "first.png")
     assert tuple(pixels(tmp_path / "first.png")[0, 0]) == (255, 0, 0)
+
+
+# How often an animation plays survives a change of format: APNG and WebP
+# count plays, GIF counts repeats after the first play (0 is for ever in all three).
+@pytest.mark.parametrize(
+    ("source_fmt", "target_fmt"), [("PNG", "GIF"), ("GIF", "PNG"), ("WEBP", "GIF"), ("GIF", "WEBP")]
+)
+@pytest.mark.parametrize("plays", [0, 1, 2, 5])
+def test_the_number_of_plays_survives_a_change_of_format(run, tmp_path, source_fmt, target_fmt, plays):
+    def loop_for(fmt: str, plays: int) -> dict:
+        if fmt != "GIF":
+            return {"loop": plays}
+        return {} if plays == 1 else {"loop": 0 if plays == 0 else plays - 1}
+
+    def plays_of(fmt: str, info: dict) -> int:
+        if fmt != "GIF":
+            return info.get("loop", 1)
+        return 1 if "loop" not in info else (0 if info["loop"] == 0 else info["loop"] + 1)
+
+    source = tmp_path / f"in.{ANIMATED[source_fmt]}"
+    save_animation(source, source_fmt, frame_arrays(3), duration=50, **loop_for(source_fmt, plays))
+    assert plays_of(source_fmt, Image.open(source).info) == plays
+    target = tmp_path / f"out.{ANIMATED[target_fmt]}"
+    apply(run, "-k", "blur", source, target)
+    assert plays_of(target_fmt, Image.open(target).info) == plays
