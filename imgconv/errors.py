@@ -43,7 +43,9 @@ class ImgconvError(Exception):
 
         self.cause = cause
         self.subject = subject
-        super().__init__(bounded_message(f"{subject}: {cause}" if subject else cause))
+        if subject == "":  # an empty path the user gave: name it as such, not as nothing
+            subject = "''"
+        super().__init__(bounded_message(f"{subject}: {cause}" if subject is not None else cause))
 
 
 class UsageFailure(ImgconvError, ValueError):

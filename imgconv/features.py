@@ -182,12 +182,15 @@ def features_file(
     ``output`` is an OutputOptions (format, encoder settings, ``in_place``);
     the sheet is 8-bit gray, which every format holds.
     """
+    from imgconv.batch.paths import check_named
     from imgconv.formats import format_for
     from imgconv.jobs import OutputOptions, refuse_overwrite
     from imgconv.picture import Picture
     from imgconv.reading import DEFAULT_MAX_PIXELS, read_picture
     from imgconv.writing import write_picture
 
+    check_named(source)
+    check_named(target)
     output = output or OutputOptions()
     check("display", display, DISPLAYS)
     if not kernels:

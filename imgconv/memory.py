@@ -84,12 +84,20 @@ def budget(memory: int | None = None) -> int:
 def describe(size: int) -> str:
     """A size for messages: ``'64 MiB'``, ``'1.5 GiB'``, ``'900 bytes'``.
 
-    >>> describe(64 << 20), describe(3 << 29), describe(900)
-    ('64 MiB', '1.5 GiB', '900 bytes')
+    Rounded up to three digits, so that a need is never shown as less than
+    it is ("needs at least 4.01 MiB, more than --memory 4 MiB").
+
+    >>> describe(64 << 20), describe(3 << 29), describe(900), describe((4 << 20) + 1)
+    ('64 MiB', '1.5 GiB', '900 bytes', '4.01 MiB')
     """
     for unit, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if size >= unit:
-            return f"{size / unit:.3g} {name}"
+            value = size / unit
+            decimals = max(0, 2 - int(math.log10(value)))
+            step = 10.0**-decimals
+            shown = math.ceil(value / step - 1e-9) * step
+            text = f"{shown:.{decimals}f}"
+            return (text.rstrip("0").rstrip(".") if decimals else text) + f" {name}"
     return f"{size} bytes"
 
 

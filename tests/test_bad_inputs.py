@@ -327,6 +327,18 @@ OUTPUTS = [
         "unknown extension", f"{APPLY} {{c}}/good.png {{o}}/x.xyz", 2, ("{o}/x.xyz", "unknown output extension '.xyz'")
     ),
     Case("no extension", f"{APPLY} {{c}}/good.png {{o}}/x", 2, ("{o}/x", "unknown output extension '(none)'")),
+    # An empty path is no file, not the current folder.
+    Case("empty input path", f"{APPLY} '' {{o}}/x.png", 2, ("'': an empty path names no file",)),
+    Case("empty output path", f"{APPLY} {{c}}/good.png ''", 2, ("'': an empty path names no file",)),
+    Case("empty --output", f"{APPLY} {{c}}/good.png -o ''", 2, ("'': an empty path names no file",)),
+    Case("empty --registry", f"{APPLY} --registry '' {IMAGE_ARGS}", 2, ("registry '': an empty path names no file",)),
+    Case("empty kernel file", f"apply -k @ {IMAGE_ARGS}", 2, ("kernel '@'", "takes a file name")),
+    Case("empty features input", "features '' -o {o}/x.png -k edge1", 2, ("'': an empty path names no file",)),
+    # Plain planes go only where that many channels fit.
+    Case("2 planes as PPM", f"{APPLY} {{c}}/planes2.npy {{o}}/x.ppm", 2, ("{o}/x.ppm", "this result has 2 channels")),
+    Case("2 planes as JPEG", f"{APPLY} {{c}}/planes2.npy {{o}}/x.jpg", 2, ("{o}/x.jpg", "this result has 2 channels")),
+    Case("5 planes as PNG", f"{APPLY} {{c}}/planes5.npy {{o}}/x.png", 2, ("{o}/x.png", "this result has 5 channels")),
+    Case("5 planes as GIF", f"{APPLY} {{c}}/planes5.npy {{o}}/x.gif", 2, ("{o}/x.gif", "write .tif or .npy")),
     Case("unknown --format", f"{APPLY} --format jxl {{c}}/good.png -", 2, ("--format", "unknown format 'jxl'")),
     Case(
         "output equal to input",

@@ -70,6 +70,7 @@ def expand(patterns: Sequence[str]) -> list[Input]:
     found: list[Input] = []
     seen: set[str] = set()
     for pattern in patterns:
+        check_named(pattern)
         # A file that exists is that file, even with glob characters in its name ('br[ack]et.png').
         if pattern == "-" or not has_glob(pattern) or os.path.lexists(pattern):
             candidates = [pattern]
@@ -86,6 +87,19 @@ def expand(patterns: Sequence[str]) -> list[Input]:
             seen.add(key)
             found.append(Input(candidate, root))
     return found
+
+
+def check_named(path: str) -> None:
+    """Refuse an empty path (the shell's ``""``, an unset variable): it names no file,
+    although ``Path("")`` would be the current folder.
+
+    >>> check_named('')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.UsageFailure: '': an empty path names no file
+    """
+    if not path:
+        raise UsageFailure("an empty path names no file", subject="")
 
 
 def _safe_label(text: str) -> str:
@@ -151,6 +165,7 @@ def plan(inputs: Sequence[Input], output: str, *, kernel: str = "") -> list[Task
     ``output`` is a folder (ends with ``/`` or exists as one: the input's
     name is kept), a template with ``{fields}``, or one file for one input.
     """
+    check_named(output)
     check_template(output)
     is_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
     if any(item.path == "-" for item in inputs) and (is_folder or "{" in output):

@@ -252,9 +252,14 @@ def _parse_gaussian(args: str, subject: str) -> Kernel:
         if size is None:
             raise KernelError(f"size {quote(params['size'])} is not a whole number", subject=subject)
     if size is None and math.isfinite(sigma) and sigma > 0:
-        # 3 * sigma overflows to inf near the float maximum; such a
-        # kernel is far over the size limit either way.
-        size = 2 * math.ceil(min(3 * sigma, 2.0**62)) + 1
+        limit = max_kernel_side()
+        if 3 * sigma > max(limit, 1 << 20):  # in sigma's terms: the side itself may be a 300-digit number
+            raise KernelError(
+                f"sigma {sigma:g} needs a side of 2*ceil(3*sigma)+1, larger than the limit of {limit}x{limit} "
+                "(give a smaller sigma, or set IMGCONV_MAX_KERNEL to raise the limit)",
+                subject=subject,
+            )
+        size = 2 * math.ceil(3 * sigma) + 1
     if size is not None:
         check_size(size, size, subject=subject)
     return gaussian(sigma, size)
@@ -283,6 +288,8 @@ class SpecForm:
 def _from_file(match: re.Match[str], spec: str, registry: Registry | None) -> Kernel:
     from pathlib import Path
 
+    if not match.group(1):  # Path("") would be the current folder
+        raise KernelError("'@' takes a file name (@FILE)", subject=spec_subject(spec))
     return load_kernel_file(Path(match.group(1)))
 
 

@@ -358,7 +358,10 @@ def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     from pathlib import Path
 
     from_env = [Path(p) for p in os.environ.get(ENV_REGISTRY, "").split(os.pathsep) if p]
-    return [*from_env, *(Path(p) for p in extra)]
+    given = [os.fspath(p) for p in extra]
+    if "" in given:  # Path("") would be the current folder
+        raise RegistryError("an empty path names no file", subject="registry ''")
+    return [*from_env, *(Path(p) for p in given)]
 
 
 def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:

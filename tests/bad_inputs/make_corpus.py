@@ -113,6 +113,8 @@ def images(folder: Path) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.ones((2, 2), dtype=complex))
     (folder / "complex.npy").write_bytes(buffer.getvalue())
+    for channels in (2, 5):  # plain planes, more than gray or RGB
+        np.save(folder / f"planes{channels}.npy", np.zeros((4, 3, channels), np.uint8))
     (folder / "ragged.csv").write_text("1,2,3\n4,5\n")
     (folder / "nan.csv").write_text("1,2\nnan,4\n")
     (folder / "words.csv").write_text("1,2\n3,four\n")
