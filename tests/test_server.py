@@ -466,6 +466,12 @@ def test_a_background_job_on_a_terminal_runs_in_process(server, env):
 # signals
 
 
+def new_call(server: Server, before: set[int]) -> int:
+    """The pid of the call that started after ``before`` was taken (an earlier
+    test's call may still be on its way out)."""
+    return wait_until(lambda: sorted(set(server.status()["running"]) - before), "the server to run the call")[0]
+
+
 def slow_call(folder: Path) -> list[str]:
     """A call that runs for seconds: a 31x31 Gaussian summed tap by tap (numpy, float64)."""
     Image.open(SAMPLES / "coffee.png").convert("RGB").resize((1600, 1200)).save(folder / "big.png")
@@ -476,6 +482,7 @@ def slow_call(folder: Path) -> list[str]:
 def test_signal_on_the_client_reaches_the_call(server, env, tmp_path, signum):
     (tmp_path / "out").mkdir()
     args = slow_call(tmp_path)
+    before = set(server.status()["running"])
     process = subprocess.Popen(
         [str(SCRIPT), *args],
         cwd=tmp_path,
@@ -483,7 +490,7 @@ def test_signal_on_the_client_reaches_the_call(server, env, tmp_path, signum):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
+    child = new_call(server, before)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
     # What an in-process run prints when interrupted: one line, 130 for Ctrl-C, 143 for SIGTERM.
@@ -513,6 +520,7 @@ def test_a_signal_forwarded_before_go_stops_the_call(server, env, tmp_path):
     before = server.status()["served"]
     done = subprocess.run([INTERPRETER, "-c", client, *args], cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert (done.returncode, done.stdout, done.stderr) == (130, b"", b"imgconv: interrupted\n"), done.stderr.decode()
+    wait_until(lambda: server.status()["running"] == [], "the call's process to end")
     assert server.status()["served"] == before + 1
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -525,6 +533,7 @@ def _state(pid: int) -> str:
 def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
     (tmp_path / "out").mkdir()
     args = slow_call(tmp_path)
+    before = set(server.status()["running"])
     process = subprocess.Popen(
         [str(SCRIPT), *args],
         cwd=tmp_path,
@@ -532,7 +541,7 @@ def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
+    child = new_call(server, before)
     process.send_signal(signal.SIGTSTP)
     wait_until(lambda: _state(process.pid) == "T" and _state(child) == "T", "the client and its call to stop")
     process.send_signal(signal.SIGCONT)
@@ -544,6 +553,7 @@ def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
 def test_a_killed_client_stops_its_call(server, env, tmp_path):
     (tmp_path / "out").mkdir()
     args = slow_call(tmp_path)
+    before = set(server.status()["running"])
     process = subprocess.Popen(
         [str(SCRIPT), *args],
         cwd=tmp_path,
@@ -551,7 +561,7 @@ def test_a_killed_client_stops_its_call(server, env, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
+    child = new_call(server, before)
     process.kill()
     process.communicate(timeout=60)
     wait_until(lambda: not alive(child), "the orphaned call to stop", timeout=60)
@@ -562,6 +572,7 @@ def test_a_killed_client_stops_its_call(server, env, tmp_path):
 def test_a_killed_call_kills_its_client_the_same_way(server, env, tmp_path):
     (tmp_path / "out").mkdir()
     args = slow_call(tmp_path)
+    before = set(server.status()["running"])
     process = subprocess.Popen(
         [str(SCRIPT), *args],
         cwd=tmp_path,
@@ -569,7 +580,7 @@ def test_a_killed_call_kills_its_client_the_same_way(server, env, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    child = wait_until(lambda: server.status()["running"], "the server to run the call")[0]
+    child = new_call(server, before)
     os.kill(child, signal.SIGKILL)  # as the kernel's OOM killer would
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL  # what the shell would see of a killed in-process run
