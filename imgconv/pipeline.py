@@ -27,12 +27,12 @@ result's range, so it finishes after the last step instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgconv.choices import AUTO, Border, Geometry, ValueRange
+from imgconv.choices import AUTO, RANGES, Border, Geometry, ValueRange, check
 from imgconv.errors import ParameterError
 from imgconv.finishing import AnyFinish, Finish, Finisher, scale_offset
 from imgconv.kernels import Kernel, Number
@@ -190,21 +190,33 @@ def thread_count() -> int:
 KernelLike = str | Kernel
 
 
-def _kernels(kernels: KernelLike | Sequence[KernelLike], registry: Registry | None) -> list[Kernel]:
+def _kernels(
+    kernels: KernelLike | Sequence[KernelLike], registry: Registry | str | os.PathLike[str] | None
+) -> list[Kernel]:
     """Names, specs and Kernels as Kernels (one registry load for all names)."""
     from imgconv.kernels import load_registry, parse_spec
+    from imgconv.kernels.registry import as_registry
 
-    items = [kernels] if isinstance(kernels, (str, Kernel)) else list(kernels)
+    if isinstance(kernels, (str, Kernel)):
+        items: list[object] = [kernels]
+    elif isinstance(kernels, Iterable):
+        items = list(kernels)
+    else:
+        raise ParameterError(
+            f"expected a kernel name, spec or Kernel, or a list of them, got {type(kernels).__name__}",
+            parameter="kernels",
+        )
     if not items:
         raise ParameterError("give at least one kernel", parameter="kernels")
-    if any(isinstance(k, str) for k in items) and registry is None:
-        registry = load_registry()
+    loaded = as_registry(registry)
+    if any(isinstance(k, str) for k in items) and loaded is None:
+        loaded = load_registry()
     result = []
     for item in items:
         if isinstance(item, Kernel):
             result.append(item)
         elif isinstance(item, str):
-            result.append(parse_spec(item, registry))
+            result.append(parse_spec(item, loaded))
         else:
             raise ParameterError(
                 f"expected a kernel name, spec or Kernel, got {type(item).__name__}", parameter="kernels"
@@ -212,15 +224,43 @@ def _kernels(kernels: KernelLike | Sequence[KernelLike], registry: Registry | No
     return result
 
 
-def _planes(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``image`` as H x W x C planes, and whether it was 2-D."""
-    planes = np.asarray(image)
-    if planes.dtype.kind not in "biuf":
-        raise ParameterError(f"expected real numbers, got dtype {planes.dtype}", parameter="image")
+def image_array(image: object) -> np.ndarray:
+    """``image`` checked once for every one-call function (filter, convolve,
+    pool): a non-empty H x W or H x W x C array of real numbers (bool,
+    integers or floats), in the machine's byte order.
+
+    A big-endian ``>u2`` array holds uint16 values, so it is read as uint16:
+    the dtype rules then treat it as the plain type it holds.
+
+    >>> image_array(np.zeros((2, 2), '>u2')).dtype
+    dtype('uint16')
+    >>> image_array(np.zeros((0, 3)))
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: image: expected a non-empty H x W or H x W x C array, got shape (0, 3)
+    """
+    try:
+        array = np.asarray(image)
+    except (TypeError, ValueError) as exc:  # ragged lists, objects numpy cannot hold
+        raise ParameterError(f"expected an array, {exc}", parameter="image") from None
+    if array.dtype.kind not in "biuf":
+        raise ParameterError(
+            f"expected real numbers (bool, integers or floats), got dtype {array.dtype}", parameter="image"
+        )
+    if array.ndim not in (2, 3) or 0 in array.shape:
+        raise ParameterError(
+            f"expected a non-empty H x W or H x W x C array, got shape {array.shape}", parameter="image"
+        )
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def _planes(image: object) -> tuple[np.ndarray, bool]:
+    """``image`` (checked by ``image_array``) as H x W x C planes, and whether it was 2-D."""
+    planes = image_array(image)
     if planes.ndim == 2:
         return planes[:, :, np.newaxis], True
-    if planes.ndim != 3 or 0 in planes.shape:
-        raise ParameterError(f"expected an H x W or H x W x C array, got shape {planes.shape}", parameter="image")
     return planes, False
 
 
@@ -232,7 +272,7 @@ def convolve(
     border: Border = "zero",
     correlate: bool = False,
     backend: str = AUTO,
-    registry: Registry | None = None,
+    registry: Registry | str | os.PathLike[str] | None = None,
 ) -> np.ndarray:
     """Apply ``kernels`` in order; float64 result, nothing rounded or clipped.
 
@@ -247,13 +287,23 @@ def convolve(
         apply at its step.
     geometry, border, correlate, backend
         As ``FilterOptions``.
-    registry : Registry, optional
-        Where names are looked up (the built-in registry by default).
+    registry : Registry or path, optional
+        Where names are looked up: the built-in registry by default; a path
+        (str or PathLike) to a registry file adds that file's kernels.
 
     Returns
     -------
     ndarray
-        float64, the shape ``scipy.signal.convolve`` gives for ``geometry``.
+        float64, the shape ``scipy.signal.convolve`` gives for ``geometry``;
+        NaN and infinities propagate as in ``scipy.signal.convolve``.
+
+    Raises
+    ------
+    ValueError
+        ``imgconv.errors.ParameterError`` naming the bad parameter: an
+        ``image`` that is not a non-empty H x W (x C) array of bools,
+        integers or floats, or a ``geometry='valid'`` that leaves nothing;
+        ``KernelError`` for a kernel that cannot be parsed.
 
     Examples
     --------
@@ -285,14 +335,16 @@ def filter_image(
     value_range: ValueRange | None = None,
     dtype: np.dtype | type | str | None = None,
     linear: bool = False,
-    registry: Registry | None = None,
+    registry: Registry | str | os.PathLike[str] | None = None,
 ) -> np.ndarray:
     """Filter an image as ``imgconv apply`` does: convolve, then finish.
 
     Parameters
     ----------
     image : ndarray
-        H x W (gray) or H x W x C (one plane per channel).
+        H x W (gray) or H x W x C (one plane per channel), not empty, of
+        bools, integers or finite floats (NaN and infinities are refused:
+        no rounding has an answer for them); any byte order.
     kernels : str, Kernel, or a sequence of them
         Registry names, specs or Kernels, applied in order.
     geometry, border, correlate, backend, scale, offset, relu
@@ -301,12 +353,14 @@ def filter_image(
         Default: ``'clip'`` for integer output, ``'float'`` for float output.
     dtype : {uint8, uint16, float64}, optional
         The output type; by default the input's (uint8 in, uint8 out; uint16
-        in, uint16 out; float in, float64 out; other integers give float64).
+        in, uint16 out, big-endian ``>u2`` included; float in, float64 out;
+        bool and other integers give float64).  Always in native byte order.
     linear : bool
         Filter in linear light (uint8 and uint16 images): decode with the
         sRGB transfer function, filter, encode back before rounding.
-    registry : Registry, optional
-        Where names are looked up (the built-in registry by default).
+    registry : Registry or path, optional
+        Where names are looked up: the built-in registry by default; a path
+        (str or PathLike) to a registry file adds that file's kernels.
 
     Returns
     -------
@@ -316,7 +370,10 @@ def filter_image(
     Raises
     ------
     ValueError
-        ``imgconv.errors.UsageFailure`` naming the bad parameter or kernel.
+        ``imgconv.errors.ParameterError`` naming the bad parameter (an empty,
+        4-D, complex or non-finite ``image`` names ``image``; a
+        ``geometry='valid'`` that leaves nothing names ``geometry``), or
+        ``KernelError`` for a kernel that cannot be parsed.
 
     Examples
     --------
@@ -335,6 +392,10 @@ def filter_image(
     out_type = _output_dtype(planes.dtype, dtype)
     if value_range is None:
         value_range = "float" if out_type.kind == "f" else "clip"
+    check("value_range", value_range, RANGES)
+    if planes.dtype.kind == "f" and not np.isfinite(planes).all():
+        # As the command refuses them in matrices: no rounding or range has an answer for them.
+        raise ParameterError("holds NaN or infinite values; filter_image takes finite numbers", parameter="image")
     if out_type.kind == "f" and value_range != "float":
         raise ParameterError(
             f"a float output takes value_range='float', got {quote(str(value_range))}", parameter="value_range"
@@ -384,6 +445,7 @@ def _output_dtype(source: np.dtype, wanted: np.dtype | type | str | None) -> np.
         out = np.dtype(wanted)
     except TypeError:
         raise ParameterError(f"{quote(str(wanted))} is not a numpy dtype", parameter="dtype") from None
+    out = out.newbyteorder("=")  # '>u2' asks for uint16 values, given in this machine's order
     if out not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float64)):
         raise ParameterError(f"the output is uint8, uint16 or float64, not {out}", parameter="dtype")
     return out

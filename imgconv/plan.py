@@ -12,10 +12,14 @@ the very plan the command parsed.
 >>> plan = FilterPlan.make([parse_spec('sharpen'), parse_spec('blur')], FilterOptions(geometry='valid'))
 >>> plan.output_shape((10, 12)), plan.engine(integer_input=True).name
 ((6, 8), 'numpy')
+>>> plan.check_fits((3, 3), subject='in.png')
+Traceback (most recent call last):
+...
+imgconv.errors.InputError: in.png: the image (1x1) is smaller than kernel 'blur' (3x3), so --geometry valid leaves nothing; use --geometry same or full
 >>> plan.check_fits((3, 3))
 Traceback (most recent call last):
 ...
-imgconv.errors.InputError: the image (1x1) is smaller than kernel 'blur' (3x3), so --geometry valid leaves nothing; use --geometry same or full
+imgconv.errors.ParameterError: geometry: the image (1x1) is smaller than kernel 'blur' (3x3), so 'valid' leaves nothing; use geometry='same'
 """
 
 from __future__ import annotations
@@ -96,9 +100,13 @@ class FilterOptions:
         check("alpha_mode", self.alpha_mode, ALPHA_MODES)
         if self.value_range is not None:
             check("value_range", self.value_range, RANGES)
-        if self.backend != AUTO and self.backend not in backends.names():
+        for name in ("correlate", "relu", "linear"):
+            _check_flag(name, getattr(self, name))
+        for name in ("scale", "offset"):
+            _check_number(name, getattr(self, name))
+        if not isinstance(self.backend, str) or (self.backend != AUTO and self.backend not in backends.names()):
             raise ParameterError(
-                f"unknown backend {quote(self.backend)} (choose from {', '.join([AUTO, *backends.names()])})",
+                f"unknown backend {quote(str(self.backend))} (choose from {', '.join([AUTO, *backends.names()])})",
                 parameter="backend",
             )
         if not math.isfinite(self.scale) or abs(self.scale) < _TINY:
@@ -112,6 +120,24 @@ class FilterOptions:
                 f"premultiplied filtering divides colour by the filtered alpha, so it takes no offset (got {self.offset:g})",
                 parameter="alpha_mode",
             )
+
+
+def _check_flag(parameter: str, value: object) -> None:
+    """A yes/no option takes True or False: ``relu='no'`` would read as yes."""
+    import numpy as np
+
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"expected True or False, got {quote(str(value))}", parameter=parameter)
+
+
+def _check_number(parameter: str, value: object) -> None:
+    """A real number (int, float, Fraction, numpy scalar), not text or a bool."""
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"expected a number, got {quote(str(value))}", parameter=parameter)
 
 
 def exact_steps(kernels: Sequence[Kernel], *, integer_input: bool) -> tuple[bool, ...]:
@@ -200,15 +226,26 @@ class FilterPlan:
         return shape
 
     def check_fits(self, shape: tuple[int, int], *, subject: str | None = None) -> None:
-        """Refuse a ``valid`` run whose kernels do not fit inside the image."""
+        """Refuse a ``valid`` run whose kernels do not fit inside the image.
+
+        For the file ``subject`` it is that file's failure (``InputError``,
+        worded with the command's option); without one, the library caller's
+        ``geometry`` argument is at fault (``ParameterError``).
+        """
         current = shape
         for kernel in self.kernels:
             after = output_shape(current, kernel.shape, self.options.geometry)
             if after[0] < 1 or after[1] < 1:
-                raise InputError(
+                smaller = (
                     f"the image ({current[0]}x{current[1]}) is smaller than kernel '{kernel.name}' "
-                    f"({kernel.shape[0]}x{kernel.shape[1]}), so --geometry valid leaves nothing; "
-                    "use --geometry same or full",
-                    subject=subject,
+                    f"({kernel.shape[0]}x{kernel.shape[1]})"
+                )
+                if subject is None:
+                    # The library's caller chose the geometry: a bad argument, named as the parameter.
+                    raise ParameterError(
+                        f"{smaller}, so 'valid' leaves nothing", parameter="geometry", suggestion="same"
+                    )
+                raise InputError(
+                    f"{smaller}, so --geometry valid leaves nothing; use --geometry same or full", subject=subject
                 )
             current = after

@@ -64,11 +64,37 @@ def parse_window(text: str, *, parameter: str = "size") -> tuple[int, int]:
     return rows, cols
 
 
-def _pair(value: int | tuple[int, int], parameter: str) -> tuple[int, int]:
-    rows, cols = (value, value) if isinstance(value, (int, np.integer)) else value
+def _pair(value: object, parameter: str) -> tuple[int, int]:
+    """``size`` or ``stride`` as a (rows, cols) pair of positive integers:
+    N or a pair; anything else (text, floats, bools, three numbers) is refused.
+
+    >>> _pair(2, 'size'), _pair((2, 3), 'size')
+    ((2, 2), (2, 3))
+    >>> _pair('2x2', 'size')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: size: expected N or (rows, cols) with positive integers, got '2x2'
+    """
+
+    def whole(item: object) -> int | None:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            return None
+        return int(item)
+
+    single = whole(value)
+    if single is not None:
+        rows, cols = single, single
+    else:
+        items = list(value) if isinstance(value, (tuple, list)) else []
+        pair = [whole(item) for item in items]
+        if len(pair) != 2 or pair[0] is None or pair[1] is None:
+            raise ParameterError(
+                f"expected N or (rows, cols) with positive integers, got {quote(str(value))}", parameter=parameter
+            )
+        rows, cols = pair[0], pair[1]
     if rows < 1 or cols < 1:
         raise ParameterError(f"must be positive, got {rows}x{cols}", parameter=parameter)
-    return int(rows), int(cols)
+    return rows, cols
 
 
 @dataclass(frozen=True)
@@ -149,13 +175,19 @@ def pool_shape(
 
 
 def check_pool_fits(shape: tuple[int, int], *, size: tuple[int, int], padding: str, subject: str | None = None) -> None:
-    """Refuse a ``valid`` pooling whose window is larger than the image."""
+    """Refuse a ``valid`` pooling whose window is larger than the image: the
+    file ``subject``'s failure, or without one the caller's ``padding``.
+
+    >>> check_pool_fits((2, 2), size=(3, 3), padding='valid')
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: padding: the image (2x2) is smaller than the pooling window (3x3), so 'valid' leaves nothing; use padding='same'
+    """
     if padding == "valid" and (size[0] > shape[0] or size[1] > shape[1]):
-        raise InputError(
-            f"the image ({shape[0]}x{shape[1]}) is smaller than the pooling window ({size[0]}x{size[1]}), "
-            "so --padding valid leaves nothing; use --padding same",
-            subject=subject,
-        )
+        smaller = f"the image ({shape[0]}x{shape[1]}) is smaller than the pooling window ({size[0]}x{size[1]})"
+        if subject is None:
+            raise ParameterError(f"{smaller}, so 'valid' leaves nothing", parameter="padding", suggestion="same")
+        raise InputError(f"{smaller}, so --padding valid leaves nothing; use --padding same", subject=subject)
 
 
 def pool(
@@ -171,9 +203,10 @@ def pool(
     Parameters
     ----------
     image : ndarray
-        H x W or H x W x C.
+        H x W or H x W x C, not empty, of bools, integers or floats (any
+        byte order).
     size : int or (int, int)
-        The window, N or (rows, cols).
+        The window, N or (rows, cols), positive integers.
     stride : int or (int, int), optional
         The step between windows; the window size by default, as in Keras.
     padding : {'valid', 'same'}
@@ -184,8 +217,19 @@ def pool(
     Returns
     -------
     ndarray
-        ``max`` and ``min`` keep the input's dtype (they pick values);
-        ``mean`` is float64, unrounded.
+        ``max`` and ``min`` keep the input's dtype (they pick values; bool
+        gives any / all of each window; NaN propagates as in
+        ``numpy.maximum``); ``mean`` is float64, unrounded.  Always in
+        native byte order (``>u2`` in, uint16 out).
+
+    Raises
+    ------
+    ValueError
+        ``imgconv.errors.ParameterError`` naming the bad parameter: a
+        ``size`` or ``stride`` that is not N or (rows, cols) of positive
+        integers, an unknown ``padding`` or ``op``, an ``image`` that is not
+        a non-empty H x W (x C) array of real numbers, or a window larger
+        than the image with ``padding='valid'`` (names ``padding``).
 
     Examples
     --------
@@ -195,7 +239,10 @@ def pool(
     >>> pool(np.array([[1, 2, 3, 4, 5]]), size=(1, 2), padding='same', op='mean').tolist()
     [[1.5, 3.5, 5.0]]
     """
-    return pool_planes(np.asarray(image), PoolOptions(size=size, stride=stride, padding=padding, op=op))
+    from imgconv.pipeline import image_array
+
+    options = PoolOptions(size=size, stride=stride, padding=padding, op=op)
+    return pool_planes(image_array(image), options)
 
 
 def pool_planes(
@@ -204,10 +251,6 @@ def pool_planes(
     """``pool`` with the options made once; the image's shape is checked
     here unless ``checked`` says it was (an alpha plane beside its colour)."""
     if not checked:
-        if planes.ndim not in (2, 3) or 0 in planes.shape:
-            raise ParameterError(
-                f"expected a non-empty H x W or H x W x C array, got shape {planes.shape}", parameter="image"
-            )
         check_pool_fits(planes.shape[:2], size=options.window, padding=options.padding, subject=subject)
     return pool_band(planes, options, height=planes.shape[0], first_row=0, outputs=(0, None))
 
@@ -332,6 +375,8 @@ def _identity(ufunc: np.ufunc, dtype: np.dtype) -> float | int:
     """The start value of a fold; every window has a cell inside, so it never survives."""
     if ufunc is np.add:
         return 0.0
+    if dtype.kind == "b":
+        return ufunc is np.minimum  # max: any cell True; min: every cell True
     if dtype.kind == "f":
         return -np.inf if ufunc is np.maximum else np.inf
     info = np.iinfo(dtype)

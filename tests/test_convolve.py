@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import signal
 
 from imgconv.choices import BORDERS, GEOMETRIES
-from imgconv.errors import InputError
+from imgconv.errors import ParameterError
 from imgconv.finishing import Finish, finish
 from imgconv.kernels import load_registry, parse_spec
 from imgconv.padding import NUMPY_PAD_MODES, align_alpha
@@ -72,7 +72,7 @@ class TestHandComputed:
             assert result[:, :, c].tolist() == (np.array(A_CONV_B) * (c + 1)).tolist()
 
     def test_valid_needs_the_kernel_to_fit(self):
-        with pytest.raises(InputError, match="smaller than kernel"):
+        with pytest.raises(ParameterError, match=r"^geometry: .*smaller than kernel"):
             convolve(np.ones((2, 2)), [parse_spec("sharpen")], geometry="valid")
 
 

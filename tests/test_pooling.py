@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from imgconv.errors import InputError, UsageFailure
+from imgconv.errors import ParameterError, UsageFailure
 from imgconv.pooling import parse_window, pool, pool_shape
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -94,7 +94,9 @@ class TestHandComputed:
         row = np.array([[3, 1, 4, 1, 5]])
         assert pool(row, size=(1, 2)).tolist() == [[3, 4]]
         assert pool(row, size=2, padding="same").tolist() == [[3, 4, 5]]
-        with pytest.raises(InputError, match=r"\(1x5\) is smaller than the pooling window \(2x2\)"):
+        with pytest.raises(
+            ParameterError, match=r"^padding: the image \(1x5\) is smaller than the pooling window \(2x2\)"
+        ):
             pool(row, size=2)
 
     def test_rectangular_window_and_channels(self):

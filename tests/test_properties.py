@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from imgconv import backends
 from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.cli import cli
-from imgconv.errors import InputError, UsageFailure
+from imgconv.errors import ParameterError, UsageFailure
 from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
 from imgconv.limits import EXCERPT_CHARS, MESSAGE_CHARS
@@ -143,7 +143,7 @@ def test_every_backend_agrees_with_the_reference(image, kernel, geometry, border
     weights = kernel.weights
     h, w = data.shape[:2]
     if geometry == "valid" and (kernel.shape[0] > h or kernel.shape[1] > w):
-        with pytest.raises(InputError, match="smaller than kernel"):
+        with pytest.raises(ParameterError, match=r"^geometry: .*smaller than kernel"):
             convolve(data, [kernel], geometry=geometry, border=border)
         return
     expected = reference(data.astype(np.float64), weights, geometry=geometry, border=border, correlate=correlate)
@@ -313,7 +313,7 @@ def test_pooling_windows_of_any_size_agree_with_the_definition(h, w, kh, kw, sh,
 
     image = np.random.default_rng(seed).normal(-3.0, 10.0, (h, w))
     if padding == "valid" and (kh > h or kw > w):
-        with pytest.raises(InputError, match="smaller than the pooling window"):
+        with pytest.raises(ParameterError, match=r"^padding: .*smaller than the pooling window"):
             pool(image, size=(kh, kw), stride=(sh, sw), padding=padding, op=op)
         return
     expected = reference_pool(image, (kh, kw), (sh, sw), padding, op)

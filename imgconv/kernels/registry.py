@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from imgconv.errors import KernelError, RegistryError
+from imgconv.errors import KernelError, ParameterError, RegistryError
 from imgconv.kernels.grammar import NAME_RE, parse_number, parse_values
 from imgconv.kernels.model import Kernel, Number, max_kernel_side
 from imgconv.limits import REGISTRY_KERNELS, excerpt, quote
@@ -364,13 +364,33 @@ def registry_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     return [*from_env, *(Path(p) for p in given)]
 
 
-def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:
+def as_registry(registry: Registry | str | os.PathLike[str] | None, *, parameter: str = "registry") -> Registry | None:
+    """The library's ``registry`` argument as a Registry: a Registry as it
+    is, a path loaded as ``load_registry(path)`` does (the built-in kernels,
+    then the file's), None left for the caller's default.
+
+    >>> as_registry(3)
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: registry: expected a Registry or the path of a registry file, got int
+    """
+    if registry is None or isinstance(registry, Registry):
+        return registry
+    if isinstance(registry, (str, os.PathLike)):
+        return load_registry(registry)
+    raise ParameterError(
+        f"expected a Registry or the path of a registry file, got {type(registry).__name__}", parameter=parameter
+    )
+
+
+def load_registry(extra: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = ()) -> Registry:
     """The built-in kernels, then ``IMGCONV_KERNELS``, then ``extra`` files.
 
     Parameters
     ----------
-    extra : iterable of paths
-        Registry files read after the others; their names override.
+    extra : path or iterable of paths
+        Registry files read after the others; their names override.  One
+        path is one file (not its characters).
 
     Returns
     -------
@@ -388,7 +408,8 @@ def load_registry(extra: Iterable[str | os.PathLike[str]] = ()) -> Registry:
     kernels = builtin_kernels()
     side = max_kernel_side()
     hint = f"that is room for {REGISTRY_KERNELS} kernels of {side}x{side} (set IMGCONV_MAX_KERNEL to raise it)"
-    for path in registry_paths(extra):
+    files = [extra] if isinstance(extra, (str, os.PathLike)) else extra
+    for path in registry_paths(files):
         limit = Limit(registry_byte_limit(side), subject=f"registry {path}", error=RegistryError, hint=hint)
         kernels.update(parse_registry(read_text(str(path), limit), origin=str(path)))
     return Registry(kernels)
