@@ -295,7 +295,8 @@ def convolve(
     -------
     ndarray
         float64, the shape ``scipy.signal.convolve`` gives for ``geometry``;
-        NaN and infinities propagate as in ``scipy.signal.convolve``.
+        a NaN or an infinity reaches the outputs whose window holds it, as
+        float arithmetic carries it (``inf - inf`` is NaN).
 
     Raises
     ------
