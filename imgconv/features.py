@@ -77,10 +77,10 @@ def for_display(values: np.ndarray, *, display: Display = "normalize") -> np.nda
     >>> for_display(np.array([-2.0, 0.0, 2.0])).tolist(), for_display(np.array([-2.0, 300.0]), display='abs').tolist()
     ([0, 128, 255], [2, 255])
     """
-    from imgconv.finishing import finish
+    from imgconv.finishing import Finish
 
     check("display", display, DISPLAYS)
-    return finish(values, maxval=255, value_range=display)
+    return Finish(maxval=255, value_range=display)(values)  # an infinite map clips, as a file's result does
 
 
 def grid_shape(count: int) -> tuple[int, int]:

@@ -299,7 +299,20 @@ def finish(
     >>> import numpy as np
     >>> finish(np.array([-32.0, 32.0]), maxval=255, scale=16, offset=1).tolist()
     [0, 3]
+    >>> finish(np.array([np.nan]), maxval=255)
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: values: holds NaN or infinite values, which no level stands for
     """
+    import numbers
+
+    if maxval is not None and (isinstance(maxval, bool) or not isinstance(maxval, numbers.Integral) or maxval < 1):
+        raise ParameterError(f"expected a positive whole number or None, got {maxval!r}", parameter="maxval")
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise ParameterError(f"expected numbers, got {values.dtype}", parameter="values")
+    if value_range != "float" and values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ParameterError("holds NaN or infinite values, which no level stands for", parameter="values")
     return Finish(maxval=maxval, value_range=value_range, scale=scale, offset=offset, relu=relu)(values)
 
 

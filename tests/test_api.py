@@ -363,3 +363,34 @@ class TestRegistryArgument:
     def test_anything_else_names_registry(self, bad):
         with pytest.raises(ParameterError, match=r"^registry: expected a Registry or the path of a registry file"):
             imgconv.filter_image(np.zeros((2, 2)), "box:3", registry=bad)
+
+
+def test_parse_spec_takes_a_registry_path_and_refuses_what_is_not_a_spec(tmp_path):
+    from imgconv.kernels import parse_spec
+
+    (tmp_path / "mine.yaml").write_text("kernels:\n  - name: twice\n    values: [[2]]\n")
+    assert parse_spec("twice", tmp_path / "mine.yaml").values == ((2,),)
+    assert parse_spec("sharpen", str(tmp_path / "mine.yaml")).shape == (3, 3)  # the built-ins stay
+    with pytest.raises(ParameterError, match=r"^spec: a kernel spec is a str, got int$"):
+        parse_spec(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sigma", "size", "message"),
+    [("a", None, "sigma: expected a number, got str"), (1.0, 2.5, "size: expected a whole number, got float")],
+)
+def test_gaussian_names_a_bad_argument(sigma, size, message):
+    from imgconv.kernels.grammar import gaussian
+
+    with pytest.raises(ParameterError, match=rf"^{message}$"):
+        gaussian(sigma, size)
+    assert gaussian(np.float32(1.0), np.int64(3)).shape == (3, 3)
+
+
+def test_finish_refuses_values_without_a_level_and_a_bad_maxval():
+    with pytest.raises(ParameterError, match=r"^values: holds NaN"):
+        imgconv.finish(np.array([1.0, np.inf]), maxval=255)
+    with pytest.raises(ParameterError, match=r"^maxval: expected a positive whole number or None, got '255'$"):
+        imgconv.finish(np.array([1.0]), maxval="255")  # type: ignore[arg-type]
+    assert imgconv.finish(np.array([np.nan]), maxval=None, value_range="float").tolist() != [0]
+    assert imgconv.finish(np.array([2.5, 300.0]), maxval=255).tolist() == [3, 255]

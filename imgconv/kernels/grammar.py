@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from imgconv.errors import KernelError
+from imgconv.errors import KernelError, ParameterError
 from imgconv.kernels.model import Kernel, Number, check_size, max_kernel_side
 from imgconv.limits import Limit, kernel_file_byte_limit, quote, read_text, whole_number
 
@@ -168,6 +168,17 @@ def gaussian(sigma: float, size: int | None = None) -> Kernel:
     >>> k.shape, round(k.total, 12)
     ((7, 7), 1.0)
     """
+    import numbers
+    import operator
+
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+        raise ParameterError(f"expected a number, got {type(sigma).__name__}", parameter="sigma")
+    sigma = float(sigma)
+    if size is not None:
+        try:
+            size = operator.index(size)  # ints and numpy's integers; not 2.5, not '3'
+        except TypeError:
+            raise ParameterError(f"expected a whole number, got {type(size).__name__}", parameter="size") from None
     if not (math.isfinite(sigma) and sigma > 0):
         raise KernelError(f"sigma must be a positive number, got {sigma}", subject="gaussian")
     if size is None:
@@ -371,6 +382,11 @@ def parse_spec(spec: str, registry: Registry | None = None) -> Kernel:
     ...
     imgconv.errors.KernelError: kernel '1,2;3': row 2 has 1 values, row 1 has 2 (rows must be equally long)
     """
+    from imgconv.kernels.registry import as_registry
+
+    if not isinstance(spec, str):
+        raise ParameterError(f"a kernel spec is a str, got {type(spec).__name__}", parameter="spec")
+    registry = as_registry(registry)
     text = spec.strip()
     if not text:
         raise KernelError("the spec is empty", subject=spec_subject(spec))
