@@ -8,11 +8,12 @@ numpy, Pillow, click, the backends and the parsed built-in registry already
 in memory, takes over the client's argv, folder, environment, umask and
 standard streams, and runs the same click entry point as ``imgconv`` does.
 
-Before forking, the parent checks that the call can be honoured exactly:
-the same protocol, interpreter, flags, import path and imgconv copy; the
-same values of the variables read at import time; an installation
-unchanged since the server started (otherwise the server declines and
-exits, so the next call starts a fresh one).
+Before forking, the parent checks that the call can be honoured exactly
+(``imgconv.server.admission``): the same protocol, interpreter, flags,
+import path and imgconv copy; the same values of the variables read at
+import time; an installation unchanged since the server started
+(otherwise the server declines and exits, so the next call starts a
+fresh one).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import time
 from types import FrameType
 
 from imgconv.server import protocol
-from imgconv.server.warm import PRELOAD, install_stamp, stamp_paths, warm_up
+from imgconv.server.admission import Admission
+from imgconv.server.children import Child
+from imgconv.server.warm import PRELOAD, warm_up
 
 
 def log(message: str) -> None:
@@ -103,11 +106,7 @@ class Server:
         self.stopping = False
         self.listener: socket.socket | None = None
         self.bound: tuple[int, int] | None = None
-        self.identity: dict = {}
-        self.import_env: dict[str, str] = {}
-        self.umask = 0o022
-        self.stamp: tuple = ()
-        self.stamp_paths: tuple[list[str], list[str]] = ([], [])
+        self.admission: Admission | None = None  # what a call must match, captured after the preload
 
     # ----------------------------------------------------------------------
     # start-up
@@ -130,12 +129,7 @@ class Server:
 
         if threading.active_count() > 1:  # forking now could hand a child a lock held by another thread
             raise RuntimeError("threads are still running after the preload")
-        self.identity = protocol.identity()
-        self.import_env = protocol.import_time_env(os.environ)
-        self.umask = os.umask(0o077)
-        os.umask(self.umask)
-        self.stamp_paths = stamp_paths()
-        self.stamp = install_stamp(self.stamp_paths)
+        self.admission = Admission.capture()
         import gc
 
         # Keep the warm objects out of the collector's sight, so that a
@@ -324,7 +318,8 @@ class Server:
                 conn.close()
 
     def _call(self, conn: socket.socket, request: dict, fds: list[int]) -> bool:
-        reason, stale = self.refusal(request, fds)
+        assert self.admission is not None  # captured before listening
+        reason, stale = self.admission.refusal(request, fds)
         if reason:
             self.declined += 1
             self.last_decline = reason
@@ -350,33 +345,12 @@ class Server:
             return True
         raise OSError("no child could take the call")
 
-    def refusal(self, request: dict, fds: list[int]) -> tuple[str, bool]:
-        """Why this call cannot be served exactly (and whether the server is stale), or ("", False)."""
-        if len(fds) != 3:
-            return "the standard streams did not arrive", False
-        theirs = request.get("identity") or {}
-        for key, mine in self.identity.items():
-            if theirs.get(key) != mine:
-                return f"the client's {key} differs from the server's", False
-        env = protocol.import_time_env(request.get("env") or {})
-        if env != self.import_env:
-            names = sorted(k for k in set(env) | set(self.import_env) if env.get(k) != self.import_env.get(k))
-            return (
-                f"{', '.join(names)} differ{'s' if len(names) == 1 else ''} from the server's (read at start-up)",
-                False,
-            )
-        if request.get("umask") != self.umask:  # output files' modes come from the umask read at import
-            return f"the umask {request.get('umask'):04o} differs from the server's {self.umask:04o}", False
-        if install_stamp(self.stamp_paths) != self.stamp:
-            return "the installation changed since the server started", True
-        return "", False
-
     def status(self) -> dict:
         return {
             "type": "status",
             "pid": os.getpid(),
             "socket": self.socket_path,
-            "version": self.identity.get("version", ""),
+            "version": self.admission.identity.get("version", "") if self.admission else "",
             "python": sys.version.split()[0],
             "executable": sys.executable,
             "started": self.started,
@@ -388,36 +362,6 @@ class Server:
             "running": sorted(self.children),  # pids of the children serving calls
             "spare": self.spare.pid if self.spare else None,
         }
-
-
-class Child:
-    """A forked child: its channel to this parent and, once it serves a call, the call's socket.
-
-    The parent keeps its copy of the call's socket only to tell the client
-    if the child is killed; the channel brings back a declined call's reason.
-    """
-
-    def __init__(self, pid: int, channel: socket.socket) -> None:
-        self.pid = pid
-        self.channel = channel
-        self.conn: socket.socket | None = None
-
-    def fds(self) -> list[int]:
-        return [s.fileno() for s in (self.channel, self.conn) if s is not None and s.fileno() >= 0]
-
-    def note(self) -> dict:
-        """What the child left on its channel before it exited ({} if nothing)."""
-        try:
-            self.channel.setblocking(False)
-            message, _ = protocol.receive(self.channel)
-            return message or {}
-        except (OSError, EOFError, ValueError):
-            return {}
-
-    def close(self) -> None:
-        for s in (self.channel, self.conn):
-            if s is not None:
-                s.close()
 
 
 def _drain(fd: int) -> None:
