@@ -4,8 +4,11 @@ Each command converts its options, calls one library function, and lets
 ``imgconv.cli.report`` turn library errors into click's (exit 2 with the
 usage line, or one ``Error:`` line and exit 1).  Heavy imports (numpy,
 scipy, Pillow, rich) happen inside the commands that need them, so
-``imgconv --help`` starts fast.  The commands live in ``files`` (apply,
-pool, features) and ``info`` (kernels, backends).
+``imgconv --help`` starts fast.  Each command is loaded only when it is
+named (``LazyGroup``): ``apply``, ``pool`` (with ``maxpool``, ``avgpool``,
+``minpool``) and ``features`` have a module each, ``info`` holds
+``kernels`` and ``backends``, and ``imgconv.server.commands`` the
+resident server's; so a call imports its own command and nothing else.
 """
 
 from __future__ import annotations
@@ -14,14 +17,64 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from imgconv import __version__
 from imgconv.errors import EXIT_FAILURE, EXIT_INTERRUPTED, exit_status
 
+#: Every command: its name -> "module:attribute", imported on first use.
+COMMANDS = {
+    "apply": "imgconv.cli.apply:apply",
+    "avgpool": "imgconv.cli.pool:avgpool",
+    "backends": "imgconv.cli.info:backends_command",
+    "features": "imgconv.cli.features:features",
+    "kernels": "imgconv.cli.info:kernels",
+    "maxpool": "imgconv.cli.pool:maxpool",
+    "minpool": "imgconv.cli.pool:minpool",
+    "pool": "imgconv.cli.pool:pool",
+    "server": "imgconv.server.commands:server",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when named (click's documented
+    lazy-loading pattern): ``imgconv apply`` never imports the modules of
+    ``features``, ``kernels`` or the server; ``--help`` loads them all."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            import importlib
+
+            module, attribute = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise TypeError(f"{self.lazy[cmd_name]} is not the command {cmd_name!r}")
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            # click suggests close names from the commands it has loaded: give it them all.
+            unknown = getattr(click.exceptions, "NoSuchCommand", None)
+            if unknown is None or not isinstance(exc, unknown):
+                raise
+            raise unknown(exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx) from None
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="imgconv")
 def cli() -> None:
     """Filter images with convolution kernels and pool them.
@@ -34,17 +87,6 @@ def cli() -> None:
 
     with reported():
         check_environment()  # a bad IMGCONV_* number is refused before any work
-
-
-def _register() -> None:
-    from imgconv.cli import files, info
-    from imgconv.server.commands import server  # the resident server's commands import only click
-
-    for command in (*files.COMMANDS, *info.COMMANDS, server):
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from imgconv.cli.options import load_kernels, registry_option
 from imgconv.cli.report import print_table, reported
-from imgconv.kernels import Kernel
+
+if TYPE_CHECKING:
+    from imgconv.kernels import Kernel
 
 
 @click.group()
@@ -112,6 +114,3 @@ def backends_command() -> None:
         reason = backend.unavailable()
         rows.append((name, "yes" if not reason else f"no: {reason}", backend.summary, backend.limits))
     print_table(("backend", "available", "engine", "limits"), rows, rich=False)
-
-
-COMMANDS = (kernels, backends_command)

@@ -13,13 +13,13 @@ from imgconv.choices import COLORS, FRAME_CHOICES, RANGES
 from imgconv.cli.cluster import cluster_options, reported_in_one_line
 from imgconv.cli.report import CommandReporter, reported
 from imgconv.formats import format_words
-from imgconv.kernels import Kernel
 
 if TYPE_CHECKING:
     from imgconv.batch import Executor
     from imgconv.batch.cluster import ClusterOptions
     from imgconv.choices import FrameChoice
     from imgconv.jobs import OutputOptions
+    from imgconv.kernels import Kernel
 
 F = TypeVar("F", bound=Callable[..., Any])
 

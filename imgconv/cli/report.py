@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from imgconv.batch import Failure, Progress, Summary, Task
 from imgconv.errors import EXIT_USAGE, ImgconvError, ParameterError, exit_status
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from imgconv.batch import Failure, Progress, Summary, Task
 
 
 def option_name(parameter: str) -> str:
@@ -101,14 +102,14 @@ class CommandReporter:
     def rows(self) -> Iterator[None]:
         """A rich bar counting the rows of a streamed image, on a terminal only;
         it appears with the first band, so whole images show nothing."""
-        from imgconv.streaming import observe_rows
-
         if self.quiet or not sys.stderr.isatty():
             yield
             return
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
+
+        from imgconv.streaming import observe_rows
 
         columns = (
             TextColumn("{task.description}"),

@@ -18,6 +18,12 @@ from imgconv.server import protocol
 #: in-process run loads them, so file identification keeps its order.
 PRELOAD = (
     "imgconv.cli",
+    # The command line loads each command's module when it is named: all of them here.
+    "imgconv.cli.apply",
+    "imgconv.cli.pool",
+    "imgconv.cli.features",
+    "imgconv.cli.info",
+    "imgconv.server.commands",
     "imgconv.batch",
     "imgconv.jobs",
     "imgconv.reading",
