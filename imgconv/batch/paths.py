@@ -11,10 +11,8 @@ convolution.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
-import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +74,8 @@ def expand(patterns: Sequence[str]) -> list[Input]:
             candidates = [pattern]
             root = "." if pattern == "-" else str(Path(pattern).parent)
         else:
+            import glob  # only for a pattern: a plain path, the usual call, never needs it
+
             candidates = sorted(p for p in glob.glob(pattern, recursive=True) if not os.path.isdir(p))
             if not candidates:
                 raise UsageFailure("no file matches this pattern", subject=pattern)
@@ -135,6 +135,10 @@ def expand_template(template: str, item: Input, *, kernel: str = "") -> str:
 
 
 def _fields(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    if "{" not in template and "}" not in template:
+        return [(template, None, None, None)] if template else []  # a plain path, as the parser gives it
+    import string
+
     try:
         return list(string.Formatter().parse(template))
     except ValueError as exc:  # a lone '{' or '}'
