@@ -35,7 +35,7 @@ NOT_FOR_APPLY = (
 )
 
 SCRIPT = """
-import json, sys
+import gc, json, sys
 from imgconv.launcher import main
 prefixes = tuple(json.loads(sys.argv[2]))
 sys.argv = ["imgconv", *json.loads(sys.argv[1])]
@@ -44,12 +44,13 @@ try:
 except SystemExit as exc:
     code = exc.code
 loaded = sorted(m for m in sys.modules if m.startswith(prefixes))
-print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+print(json.dumps({"code": code, "loaded": loaded, "collecting": gc.isenabled()}), file=sys.stderr)
 """
 
 
 def imports_of(args: list[str], prefixes: tuple[str, ...], cwd, env=None) -> dict:
-    """Run ``imgconv ARGS`` through the console entry point; its exit code and the listed modules it loaded."""
+    """Run ``imgconv ARGS`` through the console entry point: its exit code, the listed
+    modules it loaded, and whether the garbage collector runs at its end."""
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps(args), json.dumps(prefixes)],
         cwd=cwd,
@@ -71,7 +72,8 @@ def test_apply_on_a_ppm_imports_only_what_apply_needs(small_ppm, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMGCONV_")}
     args = ["apply", "-k", "sharpen", small_ppm.name, "out.ppm"]
     outcome = imports_of(args, NOT_FOR_APPLY, tmp_path, env)
-    assert outcome == {"code": 0, "loaded": []}
+    # The collector, paused while the program started, runs again for the work.
+    assert outcome == {"code": 0, "loaded": [], "collecting": True}
     assert (tmp_path / "out.ppm").read_bytes().startswith(b"P6")
 
 
@@ -99,3 +101,21 @@ def test_a_mistyped_command_is_matched_against_every_command(tmp_path):
     result = subprocess.run([sys.executable, "-m", "imgconv", "featres"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.endswith("Error: No such command 'featres'. Did you mean 'features'?\n")
+
+
+def test_a_command_without_file_work_ends_with_the_collector_still_paused(tmp_path):
+    assert imports_of(["kernels", "show", "sharpen"], (), tmp_path) == {"code": 0, "loaded": [], "collecting": False}
+
+
+def test_a_program_that_embeds_the_command_line_keeps_its_collector_settings(small_ppm, tmp_path):
+    script = (
+        "import gc, sys\n"
+        "from imgconv.cli import main\n"
+        "gc.disable()\n"
+        "try:\n"
+        "    main(['apply', '-k', 'sharpen', 'small.ppm', 'out.ppm'])\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, gc.isenabled())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.stdout == "0 False\n"

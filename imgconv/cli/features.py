@@ -80,10 +80,12 @@ def features(
       imgconv features photo.png -o sheet.png --kernels edge1,sobel-x,sobel-y,laplacian
       imgconv features photo.png -o sheet.png -k sobel-x -k '0,1,0;1,-4,1;0,1,0' --relu --pool 2
     """
+    from imgconv.entry import resume_collector
     from imgconv.features import features_file
     from imgconv.jobs import OutputOptions
     from imgconv.kernels import load_registry, parse_spec
 
+    resume_collector()  # the start-up is over (imgconv.entry)
     with reported():
         registry = load_registry(registries)
         kernels = kernels_from_names(names, registry) if names else []

@@ -192,6 +192,10 @@ class FileArguments:
         """Run ``job`` over the inputs (the library's batch orchestration); exit with its code."""
         import os
 
+        from imgconv.entry import resume_collector
+
+        resume_collector()  # the start-up is over (imgconv.entry)
+
         saved = os.environ.get("IMGCONV_THREADS")
         if self.jobs is not None:
             # One file runs in this process: --jobs is then the cores its strips use
