@@ -35,16 +35,20 @@ NOT_FOR_APPLY = (
 )
 
 SCRIPT = """
-import gc, json, sys
-from imgconv.launcher import main
+import atexit, gc, json, sys
 prefixes = tuple(json.loads(sys.argv[2]))
 sys.argv = ["imgconv", *json.loads(sys.argv[1])]
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-loaded = sorted(m for m in sys.modules if m.startswith(prefixes))
-print(json.dumps({"code": code, "loaded": loaded, "collecting": gc.isenabled()}), file=sys.stderr)
+
+
+@atexit.register  # the program ends the process itself (imgconv.entry.leave), after the atexit functions
+def report():
+    loaded = sorted(m for m in sys.modules if m.startswith(prefixes))
+    print(json.dumps({"loaded": loaded, "collecting": gc.isenabled()}), file=sys.stderr)
+
+
+from imgconv.launcher import main
+
+main()
 """
 
 
@@ -58,7 +62,7 @@ def imports_of(args: list[str], prefixes: tuple[str, ...], cwd, env=None) -> dic
         capture_output=True,
         text=True,
     )
-    return json.loads(result.stderr.splitlines()[-1])
+    return {"code": result.returncode, **json.loads(result.stderr.splitlines()[-1])}
 
 
 @pytest.fixture
@@ -119,3 +123,55 @@ def test_a_program_that_embeds_the_command_line_keeps_its_collector_settings(sma
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.stdout == "0 False\n"
+
+
+def buffered() -> dict:
+    """The environment with Python's standard output buffered, as it is by default."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+#: Programs whose exit shows what the interpreter does after them: threads
+#: joined, atexit functions run, output flushed, the status.
+EXITS = {
+    "status, threads, atexit, buffered output": (
+        "import atexit, sys, threading\n"
+        "def program():\n"
+        "    go = threading.Event()\n"
+        "    threading.Thread(target=lambda: (go.wait(), print('thread done'))).start()\n"
+        "    atexit.register(lambda: print('atexit ran'))\n"
+        "    sys.stdout.write('buffered, no newline; ')\n"
+        "    go.set()\n"
+        "    raise SystemExit(3)\n"
+    ),
+    "returning normally": "def program():\n    print('done')\n",
+    "a message for a status": "def program():\n    raise SystemExit('a message')\n",
+    "no status": "def program():\n    raise SystemExit(None)\n",
+}
+
+
+@pytest.mark.parametrize("name", EXITS)
+def test_a_whole_program_exits_as_the_interpreter_would(name, tmp_path):
+    program = EXITS[name]
+    through_entry = program + "from imgconv.entry import top_level\ntop_level(program)\n"
+    plain = program + "program()\n"
+    entry, interpreter = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=buffered())
+        for code in (through_entry, plain)
+    )
+    assert (entry.returncode, entry.stdout, entry.stderr) == (
+        interpreter.returncode,
+        interpreter.stdout,
+        interpreter.stderr,
+    )
+
+
+def test_a_stdout_that_cannot_be_flushed_at_exit_is_reported_as_the_interpreter_does(tmp_path):
+    program = "import sys\ndef program():\n    sys.stdout.write('x' * 10)\n"
+    outcomes = []
+    for code in (program + "from imgconv.entry import top_level\ntop_level(program)\n", program + "program()\n"):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True, env=buffered()
+            )
+        outcomes.append((result.returncode, result.stderr))
+    assert outcomes[0] == outcomes[1] and outcomes[0][0] == 120
