@@ -540,14 +540,24 @@ def test_ctrl_z_stops_the_call_and_fg_continues_it(server, env, tmp_path):
         env={**env, "IMGCONV_SERVER": "auto"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # A job of its own in this session, as a shell starts one: the kernel
+        # discards a stop signal sent to an orphaned process group, which the
+        # client's would be if the suite itself runs in one (a background job).
+        process_group=0,
     )
     child = new_call(server, before)
-    process.send_signal(signal.SIGTSTP)
-    wait_until(lambda: _state(process.pid) == "T" and _state(child) == "T", "the client and its call to stop")
-    process.send_signal(signal.SIGCONT)
-    wait_until(lambda: _state(process.pid) != "T" and _state(child) != "T", "both to continue")
-    process.send_signal(signal.SIGINT)
-    assert process.communicate(timeout=60)[1] == b"imgconv: interrupted\n" and process.returncode == 130
+    try:
+        process.send_signal(signal.SIGTSTP)
+        wait_until(lambda: _state(process.pid) == "T" and _state(child) == "T", "the client and its call to stop")
+        process.send_signal(signal.SIGCONT)
+        wait_until(lambda: _state(process.pid) != "T" and _state(child) != "T", "both to continue")
+        process.send_signal(signal.SIGINT)
+        assert process.communicate(timeout=60)[1] == b"imgconv: interrupted\n" and process.returncode == 130
+    finally:  # never leave a stopped call behind for the tests that follow
+        for pid in (child, process.pid):
+            if alive(pid):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_killed_client_stops_its_call(server, env, tmp_path):
