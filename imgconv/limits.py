@@ -364,3 +364,9 @@ class _StreamBuffer(io.RawIOBase):
             self.release()
             self.data = bytearray()
         super().close()
+
+
+def clean_cause(exc: BaseException, limit: int = 200) -> str:
+    """A decoder's error as a message's cause: its first line, as an excerpt."""
+    text = str(exc).strip() or type(exc).__name__
+    return excerpt(text.splitlines()[0], limit)

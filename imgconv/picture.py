@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from imgconv.choices import ALPHA_MODES, AlphaMode, ValueRange, check
+from imgconv.choices import ALPHA_MODES, AlphaMode, Color, ValueRange, check
 from imgconv.errors import InputError, ParameterError
 from imgconv.finishing import AnyFinish, Finish, Unpremultiply
 from imgconv.metadata import Metadata
@@ -83,6 +83,22 @@ class Picture:
     @property
     def maxval(self) -> int | None:
         return None if self.depth is None else (1 << self.depth) - 1
+
+
+def to_color(picture: Picture, color: Color) -> Picture:
+    """Apply ``--color`` to planes that did not go through Pillow's convert
+    (16-bit and float images, matrices); ``picture`` is changed and returned."""
+    channels = picture.data.shape[2]
+    if color == "gray" and channels == 3:
+        # ITU-R 601-2 luma, the weights of Pillow's convert('L').
+        data = picture.data.astype(np.float64)
+        luma = data[:, :, 0] * 0.299 + data[:, :, 1] * 0.587 + data[:, :, 2] * 0.114
+        if not picture.is_matrix:
+            luma = np.floor(luma + 0.5).astype(picture.data.dtype)
+        picture.data = luma[:, :, np.newaxis]
+    elif color == "rgb" and channels == 1:
+        picture.data = np.repeat(picture.data, 3, axis=2)
+    return picture
 
 
 def transform(

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgconv.choices import Color
 from imgconv.errors import InputError
+from imgconv.rawfiles import OffsetSamples, Samples, open_npy, open_pnm
 
 if TYPE_CHECKING:
     from imgconv.metadata import Metadata
@@ -36,43 +37,6 @@ if TYPE_CHECKING:
 
 #: Bytes read to recognise a file.
 _HEAD = 64
-
-
-class Samples:
-    """A file's stored samples (H x W x S in their own type), read by bands of rows."""
-
-    height: int
-    width: int
-    samples: int
-    dtype: np.dtype
-    #: Bytes one read holds beyond its rows (a decoded TIFF segment row).
-    overhead: int = 0
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the file."""
-
-
-class _OffsetSamples(Samples):
-    """Samples stored row after row from ``offset`` (PPM, .npy, uncompressed TIFF strips)."""
-
-    def __init__(self, path: str, *, offset: int, height: int, width: int, samples: int, dtype: np.dtype) -> None:
-        self.file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self.offset, self.height, self.width, self.samples, self.dtype = offset, height, width, samples, dtype
-        self.row_bytes = width * samples * dtype.itemsize
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        self.file.seek(self.offset + start * self.row_bytes)
-        count = (stop - start) * self.width * self.samples
-        values = np.fromfile(self.file, dtype=self.dtype, count=count)
-        if values.size != count:
-            raise InputError("the file is truncated (fewer pixels than its header declares)", subject=self.file.name)
-        return values.reshape(stop - start, self.width, self.samples)
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class _TiffSamples(Samples):
@@ -187,13 +151,12 @@ class Source:
 
     def convert(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Stored samples -> (planes, alpha), as the whole-image route converts them."""
-        from imgconv.picture import Picture
-        from imgconv.reading import _to_color
+        from imgconv.picture import Picture, to_color
 
         if self.depth == 8:
-            return _convert_8bit(raw, self.color)
+            return convert_8bit(raw, self.color)
         planes = raw.astype(self.dtype)
-        converted = _to_color(Picture(planes, None, self.format, self.depth), self.color)
+        converted = to_color(Picture(planes, None, self.format, self.depth), self.color)
         return converted.data, None
 
     def scan(self) -> bool:
@@ -250,7 +213,7 @@ class _Planes:
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def _convert_8bit(raw: np.ndarray, color: Color) -> tuple[np.ndarray, np.ndarray | None]:
+def convert_8bit(raw: np.ndarray, color: Color) -> tuple[np.ndarray, np.ndarray | None]:
     """8-bit samples through the colour policy of ``reading._from_pil``, with
     Pillow's own ``convert`` (ITU-R 601-2 luma in Pillow's integer arithmetic)."""
     samples = raw.shape[2]
@@ -288,9 +251,9 @@ def open_source(path: str, *, color: Color = "auto") -> Source | None:
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         opened = _open_tiff(path)
     elif head.startswith(b"\x93NUMPY"):
-        opened = _open_npy(path, size)
+        opened = open_npy(path, size)
     elif head[:2] in (b"P5", b"P6"):
-        opened = _open_pnm(path, size)
+        opened = open_pnm(path, size)
     else:
         return None
     if opened is None:
@@ -337,7 +300,7 @@ def _open_tiff(path: str) -> tuple[str, Samples, int | None, int] | None:
             tiff.close()
             return (
                 "TIFF",
-                _OffsetSamples(
+                OffsetSamples(
                     path,
                     offset=offset,
                     height=samples.height,
@@ -390,64 +353,3 @@ def _contiguous(page: Any, samples: _TiffSamples) -> bool:
             return False
         expected += int(count)
     return expected - int(page.dataoffsets[0]) == samples.height * row_bytes
-
-
-def _open_npy(path: str, size: int) -> tuple[str, Samples, int | None, int] | None:
-    """A C-ordered .npy matrix of real numbers, complete."""
-    from numpy.lib import format as npy
-
-    try:
-        with open(path, "rb") as handle:
-            version = npy.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = npy.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, fortran, dtype = npy.read_array_header_2_0(handle)
-            else:
-                return None
-            offset = handle.tell()
-    except (ValueError, OSError, EOFError, SyntaxError):
-        return None
-    dtype = np.dtype(dtype)
-    if fortran or dtype.kind not in "biuf" or dtype.fields is not None or len(shape) not in (2, 3) or 0 in shape:
-        return None
-    height, width, channels = (*shape, 1)[:3]
-    if size < offset + height * width * channels * dtype.itemsize:
-        return None
-    samples = _OffsetSamples(path, offset=offset, height=height, width=width, samples=channels, dtype=dtype)
-    return "NPY", samples, None, 1
-
-
-def _open_pnm(path: str, size: int) -> tuple[str, Samples, int | None, int] | None:
-    """Binary PGM/PPM with maxval 255 (and 65535 for PGM), as Pillow reads them."""
-    with open(path, "rb") as handle:
-        head = handle.read(1024)
-    fields: list[int] = []
-    position = 2
-    while len(fields) < 3:
-        while position < len(head) and head[position : position + 1].isspace():
-            position += 1
-        if head[position : position + 1] == b"#":
-            end = head.find(b"\n", position)
-            if end < 0:
-                return None
-            position = end + 1
-            continue
-        start = position
-        while position < len(head) and head[position : position + 1].isdigit():
-            position += 1
-        if start == position:
-            return None
-        fields.append(int(head[start:position]))
-    if position >= len(head) or not head[position : position + 1].isspace():
-        return None
-    width, height, maxval = fields
-    channels = 3 if head[:2] == b"P6" else 1
-    if width < 1 or height < 1 or (maxval, channels) not in ((255, 1), (255, 3), (65535, 1)):
-        return None
-    dtype = np.dtype(np.uint8 if maxval == 255 else ">u2")
-    offset = position + 1
-    if size < offset + width * height * channels * dtype.itemsize:
-        return None
-    samples = _OffsetSamples(path, offset=offset, height=height, width=width, samples=channels, dtype=dtype)
-    return "PPM", samples, 8 if maxval == 255 else 16, 1
