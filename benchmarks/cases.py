@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from cluster_case import cluster
-from harness import Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed, timed_together
+from harness import HERE, Group, ImageMagick, Row, Settings, batch_mode, peak_rss_mb, run, timed, timed_together
 from inputs import CONTENTS, Inputs
 
 #: (label, imgconv spec) for the throughput case, small kernels first.
@@ -151,7 +151,37 @@ def whole_process(ctx: Context) -> list[Group]:
                     fast = timed(lambda: run([*convert, "-quality", "15", out / f"magick-fast.{ext}"]), ctx.settings)
                     group.rows.append(Row("ImageMagick convert -quality 15", fast, note="zlib level 1, like imgconv's default"))
             groups.append(group)
+    groups += [_ppm_cost(ctx, content) for content in CONTENTS]
     return groups
+
+
+#: The subjects of the PPM cost rows (issue 16's third target).
+PPM_4K, PPM_TINY = "imgconv apply", "imgconv apply, 64x64"
+PILLOW_4K, PILLOW_TINY = "Pillow Kernel script", "Pillow Kernel script, 64x64"
+PPM_COST_TITLE = "RGB PPM -> PPM, sharpen, cost above a 64x64 run"
+
+
+def _ppm_cost(ctx: Context, content: str) -> Group:
+    """imgconv's cost of a 4K PPM above its cost of a 64x64 one, beside the same
+    for a four-line Pillow script (``pillow_kernel.py``): what the image itself
+    costs each, start-up and imports taken away.  The four run in turn, so a
+    passing load falls on each alike."""
+    from server_case import _tiny_input
+
+    w, h = ctx.inputs.size["4K"]
+    out = ctx.settings.work / "out-whole"
+    source, tiny = ctx.inputs.image("4K", "RGB", "ppm", content), _tiny_input(ctx.settings.work)
+    script = [sys.executable, HERE / "pillow_kernel.py"]
+    commands = {
+        PPM_4K: [*ctx.imgconv, "apply", "-k", "sharpen", source, out / "cost.ppm"],
+        PPM_TINY: [*ctx.imgconv, "apply", "-k", "sharpen", tiny, out / "cost-tiny.ppm"],
+        PILLOW_4K: [*script, source, out / "pillow.ppm"],
+        PILLOW_TINY: [*script, tiny, out / "pillow-tiny.ppm"],
+    }
+    samples = timed_together({name: lambda c=c: run(c) for name, c in commands.items()}, ctx.settings)
+    group = Group("whole", f"{w}x{h} {PPM_COST_TITLE}, {content}", reference=PPM_4K)
+    group.rows += [Row(name, samples[name]) for name in commands]
+    return group
 
 
 # --------------------------------------------------------------------------

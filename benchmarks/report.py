@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from cases import AUTO, ONE_CALL, PER_FILE, PILLOW_DECODE, PREVIOUS_WRITER, RAW, READER, WRITER
+from cases import (AUTO, ONE_CALL, PER_FILE, PILLOW_4K, PILLOW_DECODE, PILLOW_TINY, PPM_4K, PPM_COST_TITLE, PPM_TINY,
+                   PREVIOUS_WRITER, RAW, READER, WRITER)
 from cluster_case import README_ROW
 from huge_case import huge_targets
 from harness import Group
@@ -73,6 +74,17 @@ def evaluate(groups: list[Group]) -> list[Target]:
         magick = whole.ratio("ImageMagick convert") if whole else None
         targets.append(_at_most(f"whole process, PNG, {content}: imgconv apply time / ImageMagick convert time",
                                 1 / magick if magick else None, bound))
+
+    # Issue 16: what a 4K PPM costs imgconv beyond a 64x64 one, against the same
+    # for a Pillow ImageFilter.Kernel script (start-up and imports cancel out).
+    for content in CONTENTS:
+        cost = _find(groups, "whole", f"{PPM_COST_TITLE}, {content}")
+        medians = [cost.row(s).median if cost and cost.row(s) else None for s in (PPM_4K, PPM_TINY, PILLOW_4K, PILLOW_TINY)]
+        share = None
+        if None not in medians and medians[2] > medians[3]:
+            share = (medians[0] - medians[1]) / (medians[2] - medians[3])
+        targets.append(_at_most(f"4K RGB PPM sharpen, {content}: imgconv time above a 64x64 run / Pillow Kernel "
+                                "script's time above its 64x64 run", share, 0.5))
 
     for content in CONTENTS:
         batch = _find(groups, "batch", content)
