@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from imgconv.formats import Format
     from imgconv.kernels import Kernel
     from imgconv.memory import Costs
-    from imgconv.metadata import Metadata
     from imgconv.picture import Picture
     from imgconv.plan import FilterOptions, FilterPlan
     from imgconv.pooling import PoolOptions
@@ -91,7 +90,7 @@ class FileJob:
     range they were asked for, and what the picture goes through: whole
     (``step``) or as rows (``operation``, with its ``output_shape`` and
     ``costs``).  When the input reads in strips and the output writes in
-    strips, ``route`` chooses from the memory budget (``memory``; None:
+    strips, ``strip_route.streamed`` chooses from the memory budget (``memory``; None:
     ``IMGCONV_MEMORY`` or 1 GiB) between the whole image and strips.
     """
 
@@ -108,8 +107,29 @@ class FileJob:
         refuse_overwrite(source, target, in_place=self.output.in_place)
         self.preflight(source)
         check_output(target, self.output, value_range=self.value_range)
-        if self._streamed(source, target):
+        from imgconv.strip_route import streamed
+
+        if streamed(self, source, target):
             return
+        # The whole-image route.  Full-image copies of the pixels it holds (arrays
+        # of H x W x C values; a mapped file's pages and strip-sized temporaries
+        # are not counted), per format family:
+        #   read   binary PGM/PPM (8-bit, --color as stored) and float64 .npy: 0, the
+        #          mapped file is the planes; 16-bit PGM or other .npy types: 1 (to
+        #          native uint16 / float64); a --color change: +1 (8-bit: +2, Pillow's
+        #          convert and its array).  PNG: 2 by imgconv's reader (inflated rows,
+        #          unfiltered rows), 1 by libvips (its decode, copied out once).
+        #          Pillow's formats (JPEG, TIFF with EXIF folders, BMP, ...): 2 (its
+        #          decode, the array made from it), +1 with alpha (planes split off).
+        #   filter 1: the result, each strip finished into it; +1 float64 array per
+        #          kernel before the last of a chain, +1 for --range normalize; alpha
+        #          carried: +1 float64 plane.
+        #   write  PGM/PPM 8-bit and .npy: 0, the result is written to the temporary
+        #          file as it lies; 16-bit PGM: 1 (big-endian).  TIFF: 0 (1 MiB strips
+        #          copied on their way).  PNG: 2 (Up-filtered rows, deflated pieces).
+        #          Pillow's formats: 0 (its image shares the array) plus its encoder's
+        #          buffers.  Alpha beside the colour: +1 (the two joined).
+        # So PPM -> PPM holds 1 copy (the result); PNG -> PNG 4 (libvips) or 5; JPEG -> JPEG 3.
         subject = source if source != STDIO else "<stdin>"
         try:
             frames = read_frames(
@@ -134,102 +154,15 @@ class FileJob:
             # Within --max-pixels, yet more than this machine (or its limit) can give: name the file.
             raise ImgconvError("out of memory; the image needs more than is available here", subject=subject) from None
 
-    def _streamed(self, source: str, target: str) -> bool:
-        """Run strip by strip if both formats allow it and the whole image
-        does not fit the budget (or passes ``max_pixels``); True if it ran."""
-        if STDIO in (source, target):
-            return False  # pipes are read and written whole
-        fmt = format_for(target, self.output.fmt)
-        if fmt.sink is None:
-            return False
-        from imgconv.sources import open_source
-
-        opened = open_source(source, color=self.color)
-        if opened is None:
-            return False
-        with opened:
-            if not self.streams(opened) or (opened.pages > 1 and self.frames == "all"):
-                return False  # a request the strips do not take, or a TIFF's later pages
-            return self.route(opened, target, fmt)
-
     def streams(self, source: Source) -> bool:
         """Whether this job's request runs in strips on ``source``."""
         return True
 
-    def route(self, source: Source, target: str, fmt: Format) -> bool:
-        """Plan ``source`` -> ``target``: stream it (True) or leave it to the whole-image route."""
-        from pathlib import Path
-
-        from imgconv import memory
-        from imgconv.reading import DEFAULT_MAX_PIXELS
-
-        finish, costs, whole = self.memory_plan(source, target, fmt)
-        budget = memory.budget(self.memory)
-        limit = self.max_pixels or DEFAULT_MAX_PIXELS
-        if whole <= budget and source.height * source.width <= limit:
-            return False
-        carried = self.carried_metadata(source, fmt)
-        if carried and fmt.name == "TIFF":
-            from imgconv.sinks import tiff_tags
-
-            if tiff_tags(carried) is None:
-                return False  # EXIF folders: Pillow writes them, whole
-        elif carried and fmt.name != "PNG":
-            return False  # no other streaming format keeps metadata (the format table)
-        out_height = self.output_shape((source.height, source.width))[0]
-        rows = costs.band_rows(budget=budget, height=out_height)
-        if rows == 0:
-            raise UsageFailure(
-                f"streaming this image needs at least {memory.describe(costs.total(1))}, "
-                f"more than --memory {memory.describe(budget)}; raise --memory",
-                subject=source.path,
-            )
-        integer_input = source.scan()
-        operation = self.operation(integer_input=integer_input, subject=source.path)
-        from imgconv import streaming
-
-        options = self.output.encode_options()
-        streaming.run(source, Path(target), fmt, operation, finish, band=rows, options=options, metadata=carried)
-        return True
-
-    def carried_metadata(self, source: Source, fmt: Format) -> Metadata:
-        """The profile and EXIF the whole-image route would write into ``fmt``."""
-        from imgconv.metadata import Metadata
-
-        if self.output.strip:
-            return Metadata()
-        stored = 3 if source.channels == 1 and not fmt.stores_gray else source.channels
-        return source.metadata().only(icc=fmt.icc, exif=fmt.exif).fitting(channels=stored)
-
     def memory_plan(self, source: Source, target: str, fmt: Format) -> tuple[Finish, Costs, int]:
-        """The finish of ``source`` into ``fmt``, what a band of output rows
-        holds, and what the whole-image route would hold (bytes); refuses
-        what the whole-image route would refuse (a kernel larger than the
-        image, a format that cannot hold the result)."""
-        import numpy as np
+        """``strip_route.memory_plan``: the finish, the cost of a band, the whole image's bytes."""
+        from imgconv.strip_route import memory_plan
 
-        value_range = self.value_range or ("float" if fmt.matrix else "clip")
-        depth = self.output.depth or source.depth or 8
-        finish = self.finish(maxval=(1 << depth) - 1, value_range=value_range, source_max=source.maxval)
-        shape = (source.height, source.width)
-        self.check_shape(shape, subject=source.path)
-        out_height, out_width = self.output_shape(shape)
-        out_channels = source.channels + source.has_alpha
-        check_capacity(
-            fmt,
-            is_float=finish.dtype.kind == "f",
-            depth=16 if finish.dtype == np.dtype(np.uint16) else None,
-            channels=source.channels,
-            has_alpha=source.has_alpha,
-            target=target,
-        )
-        costs = self.costs(source, finish)
-        out_bytes = out_width * out_channels * finish.dtype.itemsize
-        costs.rows(4, 0, out_bytes)  # the band combined with alpha, and the encoder's copies of it
-        costs.fixed(min(3 << 20, out_height * out_bytes))  # deflate pieces, TIFF strips
-        # The whole-image route also holds the file's bytes and Pillow's decode beside the planes.
-        whole = costs.total(out_height) + source.file_size + 2 * source.height * source.width * out_channels * 2
-        return finish, costs, whole
+        return memory_plan(self, source, target, fmt)
 
     def finish(self, *, maxval: int, value_range: ValueRange, source_max: int | None) -> Finish:
         """The finish of a result at ``maxval``'s depth, as ``transform`` makes it."""
@@ -262,27 +195,6 @@ class FileJob:
     def costs(self, source: Source, finish: Finish) -> Costs:
         """What a band of output rows holds, from the source's rows to the finished band."""
         raise NotImplementedError
-
-
-def _source_costs(costs: Costs, source: Source, a: float, b: float) -> None:
-    """``a * R + b`` rows read from ``source``: the stored samples, their
-    conversion, and the cached block with its halo."""
-    stored = source.samples.samples * source.samples.dtype.itemsize
-    planes = source.channels * source.dtype.itemsize + source.has_alpha
-    costs.rows(a, b, source.width * (stored + 3 * planes))
-    costs.fixed(source.samples.overhead)
-
-
-#: Bytes of temporaries per value in flight in a strip (sums, float copies, finishing).
-_STRIP_TEMPORARIES = 48
-
-
-def _strip_costs(costs: Costs, values_per_row: int) -> None:
-    """The strips in flight on every core: at most the band, at most each thread's strip."""
-    from imgconv.pipeline import STRIP_ELEMENTS, thread_count
-
-    in_flight = thread_count() * STRIP_ELEMENTS * 4
-    costs.rows(1, 0, values_per_row * _STRIP_TEMPORARIES, cap=max(1.0, in_flight / max(1, values_per_row)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,29 +259,9 @@ class ApplyJob(FileJob):
         return Operation(planes, alpha)
 
     def costs(self, source: Source, finish: Finish) -> Costs:
-        from imgconv.memory import Costs
-        from imgconv.padding import output_shape
+        from imgconv.strip_route import apply_costs
 
-        costs = Costs()
-        shapes = [(source.height, source.width)]
-        for kernel in self.plan.kernels:
-            shapes.append(output_shape(shapes[-1], kernel.shape, self.plan.options.geometry))
-        channels = source.channels
-        a, b = 1.0, 0.0  # rows of the current step's output, for a band of R output rows
-        last = len(self.plan.kernels) - 1
-        for index in range(last, -1, -1):
-            kh = self.plan.kernels[index].shape[0]
-            width = shapes[index + 1][1]
-            itemsize = finish.dtype.itemsize if index == last and finish.elementwise else 8
-            costs.rows(a, b, width * channels * itemsize)  # the step's output band
-            _strip_costs(costs, width * channels)
-            b += 2 * (kh - 1)  # its halo, and as many rows from the far edge for wrap or reflect
-            if index:
-                costs.rows(a, b, shapes[index][1] * channels * 8)  # the cached rows of the step before
-        _source_costs(costs, source, a, b)
-        if source.has_alpha:
-            costs.rows(1, 0, shapes[-1][1] * 24)  # alpha rows gathered, then finished in float64
-        return costs
+        return apply_costs(self, source, finish)
 
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         from imgconv import pipeline
@@ -441,18 +333,9 @@ class PoolJob(FileJob):
         return Operation(planes, lambda rows: PoolRows(rows, options))
 
     def costs(self, source: Source, finish: Finish) -> Costs:
-        from imgconv.memory import Costs
+        from imgconv.strip_route import pool_costs
 
-        costs = Costs()
-        (size, _), (stride, _) = self.options.window, self.options.steps
-        width = self.output_shape((source.height, source.width))[1]
-        channels = source.channels
-        costs.rows(1, 0, width * channels * 32)  # the pooled band in float64, and its finishing
-        costs.rows(stride, size, width * channels * 8)  # the rows reduced across columns
-        _source_costs(costs, source, stride, size)
-        if source.has_alpha:
-            costs.rows(stride, size, width * 8)
-        return costs
+        return pool_costs(self, source, finish)
 
     def step(self, picture: Picture, *, maxval: int, value_range: ValueRange, subject: str) -> Picture:
         from imgconv.picture import transform

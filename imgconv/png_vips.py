@@ -40,8 +40,12 @@ def vips_rows(data: bytes | memoryview, layout: _Layout) -> np.ndarray | None:
         return None
     try:
         # fail_on="warning": a damaged file is an error here, never a guess; Pillow then has its say.
-        image = pyvips.Image.new_from_buffer(bytes(data), "", access="sequential", fail_on="warning")
-        if image.get("vips-loader") != "pngload_buffer":
+        if isinstance(data, bytes):
+            image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="warning")
+        else:  # a mapped file: read where it lies, not copied into bytes first
+            source = pyvips.Source.new_from_memory(data)
+            image = pyvips.Image.new_from_source(source, "", access="sequential", fail_on="warning")
+        if image.get("vips-loader") not in ("pngload_buffer", "pngload_source"):
             return None
         expected = ("ushort" if layout.bits == 16 else "uchar", layout.channels, layout.width, layout.height)
         if (image.format, image.bands, image.width, image.height) != expected:

@@ -40,7 +40,7 @@ import numpy as np
 from imgconv.choices import COLORS, FRAME_CHOICES, Color, FrameChoice, check
 from imgconv.errors import InputError
 from imgconv.formats import STDIO, Format, by_extension, by_name
-from imgconv.limits import METADATA_BYTES, Limit, input_byte_limit, open_input, read_all, read_head
+from imgconv.limits import METADATA_BYTES, Limit, human_bytes, input_byte_limit, open_input, read_all, read_head
 from imgconv.matrices import check_npy_size
 from imgconv.picture import Animation, Picture, to_color
 
@@ -237,11 +237,15 @@ def _open_image(
     try:
         head = read_head(stream, limit, 64)
         if head.startswith(PNG_SIGNATURE):
-            # imgconv's own reader takes the whole file, read within what its header allows.
-            data = read_all(stream, _png_limit(head, limit))
-            stream.close()
-            stream = io.BytesIO(data)
+            # imgconv's own reader takes the whole file (mapped, or read from a
+            # stream), within what its header allows.
+            data: bytes | memoryview | None = _map_png(stream, _png_limit(head, limit))
+            if data is None:
+                data = read_all(stream, _png_limit(head, limit))
+                stream.close()
+                stream = io.BytesIO(data)
             fast = _fast_png(data, color=color, max_pixels=max_pixels)
+            del data  # a declined file goes to Pillow from its stream; the mapping is released
             if fast is not None:
                 return Frames("PNG", Animation(), iter([fast]))
         image, source_format, first, count = identify(stream, subject, max_pixels=max_pixels, frames=frames)
@@ -286,7 +290,21 @@ def _png_limit(head: bytes, limit: Limit) -> Limit:
     return Limit(bound, subject=limit.subject, error=limit.error, hint=f"more than its {width}x{height} pixels need")
 
 
-def _fast_png(data: bytes, *, color: Color, max_pixels: int) -> Picture | None:
+def _map_png(stream: BinaryIO, limit: Limit) -> memoryview | None:
+    """A regular file's bytes, mapped (no copy), once its size is within
+    ``limit``; None for a pipe or a device, which is read as a stream."""
+    import mmap
+
+    size = _regular_size(stream)
+    if size is None:
+        return None
+    if size > limit.count:
+        raise limit.refuse(f"more than {human_bytes(limit.count)} arrived")  # as read_all words it
+    # The view keeps the mapping alive; it is unmapped when the last view of it goes.
+    return memoryview(mmap.mmap(stream.fileno(), size, access=mmap.ACCESS_READ))
+
+
+def _fast_png(data: bytes | memoryview, *, color: Color, max_pixels: int) -> Picture | None:
     """A still PNG decoded by imgconv's own reader (``imgconv.png_read``) when
     it provably gives what Pillow would; None leaves it to Pillow."""
     from imgconv import png_read
