@@ -145,6 +145,7 @@ class FileJob:
                 for picture in frames:
                     depth = self.output.depth or picture.depth or 8
                     result = self.step(picture, maxval=(1 << depth) - 1, value_range=value_range, subject=subject)
+                    del picture  # the input's planes (or mapping) are not held while the result is encoded
                     if self.output.strip:
                         result.metadata = Metadata()
                     yield result

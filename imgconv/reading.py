@@ -68,6 +68,20 @@ class Frames:
         return self.pictures
 
 
+class _Once(Iterator[Picture]):
+    """One picture, forgotten once given: the frames of a still image hold
+    no reference to its planes while the result is filtered and encoded."""
+
+    def __init__(self, picture: Picture) -> None:
+        self.picture: Picture | None = picture
+
+    def __next__(self) -> Picture:
+        picture, self.picture = self.picture, None
+        if picture is None:
+            raise StopIteration
+        return picture
+
+
 def read_picture(
     source: str | os.PathLike[str], *, color: Color = "auto", max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Picture:
@@ -146,7 +160,7 @@ def read_frames(
             if size is not None and head[:2] in (b"P5", b"P6"):
                 mapped = _map_pnm(name, size, color=color, subject=subject, max_pixels=max_pixels)
                 if mapped is not None:
-                    return Frames("PPM", Animation(), iter([mapped]))
+                    return Frames("PPM", Animation(), _Once(mapped))
             owned = False
             return _open_image(stream, limit, subject, color=color, max_pixels=max_pixels, frames=frames)
         # Refuse what the first bytes already show is wrong, before reading the rest.
@@ -157,7 +171,7 @@ def read_frames(
 
                 mapped = map_npy(name, size, subject=subject)
                 if mapped is not None:
-                    return Frames("NPY", Animation(), iter([to_color(mapped, color)]))
+                    return Frames("NPY", Animation(), _Once(to_color(mapped, color)))
         elif b"\0" in head:
             raise InputError("not a text matrix (it holds NUL bytes)", subject=subject)
         data = read_all(stream, limit)
@@ -168,7 +182,7 @@ def read_frames(
     module, function = matrix.reader.split(":")
     reader: Callable[..., Picture] = getattr(importlib.import_module(module), function)
     picture = to_color(reader(data, subject=subject, max_pixels=max_pixels), color)
-    return Frames(picture.format, Animation(), iter([picture]))
+    return Frames(picture.format, Animation(), _Once(picture))
 
 
 def _regular_size(stream: BinaryIO) -> int | None:
@@ -247,11 +261,11 @@ def _open_image(
             fast = _fast_png(data, color=color, max_pixels=max_pixels)
             del data  # a declined file goes to Pillow from its stream; the mapping is released
             if fast is not None:
-                return Frames("PNG", Animation(), iter([fast]))
+                return Frames("PNG", Animation(), _Once(fast))
         image, source_format, first, count = identify(stream, subject, max_pixels=max_pixels, frames=frames)
         if count == 1 and first == 0:
             # Decoded now: a generator would hold the decoded image while the picture is filtered.
-            pictures = iter([still(image, source_format, subject, color=color)])
+            pictures = _Once(still(image, source_format, subject, color=color))
             stream.close()
             return Frames(source_format, Animation(), pictures)
     except BaseException:
