@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from imgconv.png_read import _Layout
+    from imgconv.png_chunks import Layout
 
 #: Off in a process that will fork (the resident server's parent).
 ENABLED = True
 
 
-def vips_rows(data: bytes | memoryview, layout: _Layout) -> np.ndarray | None:
+def vips_rows(data: bytes | memoryview, layout: Layout) -> np.ndarray | None:
     """The unfiltered rows (H x stride bytes, 16-bit big-endian, as ``_unfilter``
     gives them) decoded by libvips, when ``pyvips`` is installed: its libpng
     with zlib-ng unfilters Paeth and Average rows and de-interlaces in C,
