@@ -1,15 +1,20 @@
-"""Reading pictures: image files through Pillow, matrix files, stdin.
+"""Reading pictures: which reader takes a file, stdin, or a matrix.
 
 Image files become 8- or 16-bit planes following the colour policy
-(``--color``), with the metadata an output may carry (ICC profile, EXIF);
-``.npy``, ``.csv`` and ``.txt`` files are numeric matrices, read by the
-reader their ``Format`` names.  ``-`` reads stdin and sniffs the format
-from the bytes.
+(``--color``), with the metadata an output may carry (ICC profile, EXIF):
+binary PGM/PPM are mapped (``imgconv.rawfiles``; no Pillow), PNG goes to
+imgconv's own reader (``imgconv.png_read``) when it gives Pillow's pixels,
+everything else to Pillow (``imgconv.pillow_read``).  ``.npy``, ``.csv``
+and ``.txt`` files are numeric matrices (``imgconv.matrices``; a ``.npy``
+file is mapped too).  ``-`` reads stdin and sniffs the format from the bytes.
 
 Every byte comes through ``imgconv.limits``: a file larger than
 ``--max-pixels`` allows is refused by its size, and stdin or a pipe is read
 only as far as its decoder asks, so garbage is refused at its first bytes
 and an endless stream at the limit, while Ctrl-C and SIGTERM still act.
+A regular file is mapped only once its size is known to be within the
+limit (a PNG's within what its header allows), and only the bytes its
+header declares are read through the mapping.
 
 ``read_frames`` opens a file and says how many frames it holds before any
 frame of an animation is decoded, then decodes them one at a time as they
