@@ -38,7 +38,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -83,6 +83,22 @@ def parallel_map(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     try:
         return list(pool.map(function, items))
     finally:  # on Ctrl-C, drop the pieces not yet started instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parallel_imap(function: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+    """``parallel_map``, its results given in order as they are ready: a
+    consumer that writes each one and lets it go never holds them all."""
+    workers = min(len(items), _threads())
+    if workers < 2:
+        yield from map(function, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield from pool.map(function, items)
+    finally:  # on Ctrl-C, or a failed write, drop the pieces not yet started
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -157,6 +173,7 @@ class PngWriter:
         # stream is known only when no more rows come.
         whole = (len(data) - 1) // PIECE * PIECE
         if whole > 0:
+            # Each piece is written as soon as it and those before it are deflated.
             self._emit(_deflate_pieces(data[:whole], self.level, last=False))
         rest = bytearray(data[whole:])
         data.release()
@@ -166,21 +183,21 @@ class PngWriter:
         """Deflate the last piece and end the file."""
         if self._rows != self.height:
             raise ValueError(f"PNG got {self._rows} rows, its header says {self.height}")
-        bodies = _deflate_pieces(memoryview(self._pending), self.level, last=True)
+        bodies = list(_deflate_pieces(memoryview(self._pending), self.level, last=True))
         bodies[-1] += struct.pack(">I", self._adler & 0xFFFFFFFF)
         self._emit(bodies)
         self._pending = bytearray()
         _chunk(self.stream, b"IEND", b"")
 
-    def _emit(self, bodies: list[bytes]) -> None:
-        if not self._started:
-            self._started = True
-            level = self.level
-            flevel = 0 if level < 2 else 1 if level < 6 else 2 if level == 6 else 3
-            cmf, flg = 0x78, flevel << 6
-            flg |= 31 - (cmf * 256 + flg) % 31
-            bodies[0] = bytes((cmf, flg)) + bodies[0]
+    def _emit(self, bodies: Iterable[bytes]) -> None:
         for body in bodies:
+            if not self._started:
+                self._started = True
+                level = self.level
+                flevel = 0 if level < 2 else 1 if level < 6 else 2 if level == 6 else 3
+                cmf, flg = 0x78, flevel << 6
+                flg |= 31 - (cmf * 256 + flg) % 31
+                body = bytes((cmf, flg)) + body
             _chunk(self.stream, b"IDAT", body)
 
 
@@ -210,7 +227,7 @@ def _compressor(level: int) -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, -15)
 
 
-def _deflate_pieces(view: memoryview, level: int, *, last: bool) -> list[bytes]:
+def _deflate_pieces(view: memoryview, level: int, *, last: bool) -> Iterator[bytes]:
     """Raw deflate of ``view`` in ``PIECE``-sized pieces, in parallel; the
     last piece ends the stream when ``last``, every other one is sync-flushed."""
     starts = list(range(0, max(len(view), 1), PIECE))
@@ -221,7 +238,7 @@ def _deflate_pieces(view: memoryview, level: int, *, last: bool) -> list[bytes]:
         body = compressor.compress(view[start : start + PIECE])
         return bytes(body + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
 
-    return parallel_map(deflate, starts)
+    return parallel_imap(deflate, starts)
 
 
 def _checksums() -> Any:
