@@ -268,8 +268,10 @@ def test_workers_killed_mid_write_leave_a_complete_tree(run, cluster, tree):
 def test_a_poison_file_fails_alone(run, cluster, tree):
     """An image that needs more memory than a worker has kills every worker
     that decodes it (Dask's KilledWorker): that file fails, the others in
-    its task are retried one by one and written."""
-    Image.new("RGB", (9000, 9000), (90, 30, 200)).save(tree / "photos" / "c3-huge.png", compress_level=9)
+    its task are retried one by one and written.  11000x9000 (just under the
+    default --max-pixels): its planes and its result alone are 2 x 283 MiB,
+    over the 600 MiB limit wherever the copies are saved."""
+    Image.new("RGB", (11000, 9000), (90, 30, 200)).save(tree / "photos" / "c3-huge.png", compress_level=9)
     result = run("apply", "-k", "sharpen", "photos/*.png", "-o", "out/", "--scheduler", cluster.address)
     assert result.exit_code == 1
     assert (
