@@ -116,7 +116,9 @@ def memory_plan(job: FileJob, source: Source, target: str, fmt: Format) -> tuple
     out_bytes = out_width * out_channels * finish.dtype.itemsize
     costs.rows(4, 0, out_bytes)  # the band combined with alpha, and the encoder's copies of it
     costs.fixed(min(3 << 20, out_height * out_bytes))  # deflate pieces, TIFF strips
-    # The whole-image route also holds the file's bytes and Pillow's decode beside the planes.
+    # The whole-image route also holds the file (mapped: PGM/PPM, .npy) and, for a TIFF,
+    # Pillow's decode beside the planes; both are counted for every source (the mapped
+    # ones are overestimated, so they stream a little sooner than they must).
     whole = costs.total(out_height) + source.file_size + 2 * source.height * source.width * out_channels * 2
     return finish, costs, whole
 
