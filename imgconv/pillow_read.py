@@ -1,7 +1,7 @@
 """Image files decoded by Pillow: the formats imgconv has no reader of its own for.
 
 ``identify`` opens a file (its header only) and says how many frames to
-give; ``still`` decodes a still image, ``frames`` the frames of an
+give; ``still`` decodes a still image, ``animation_frames`` the frames of an
 animation or the pages of a TIFF one at a time.  Every picture follows
 the colour policy (``--color``) and carries the metadata an output may
 keep (ICC profile, EXIF without its orientation, which is applied).

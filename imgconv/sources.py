@@ -11,6 +11,9 @@ Three kinds stream:
 * ``.npy`` matrices, read by offset (C order);
 * binary PGM and PPM (``P5``, ``P6``), read by offset.
 
+The headers of the last two are parsed in ``imgconv.rawfiles``, which the
+whole-image route maps the same files with.
+
 The rows are exactly the planes the whole-image route gives (Pillow's
 decode and ``--color`` conversion, ``imgconv.reading``): 8-bit colour
 conversions go through Pillow's own ``convert`` strip by strip.  Anything
@@ -214,7 +217,7 @@ _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 def convert_8bit(raw: np.ndarray, color: Color) -> tuple[np.ndarray, np.ndarray | None]:
-    """8-bit samples through the colour policy of ``reading._from_pil``, with
+    """8-bit samples through the colour policy of ``pillow_read.from_pil``, with
     Pillow's own ``convert`` (ITU-R 601-2 luma in Pillow's integer arithmetic)."""
     samples = raw.shape[2]
     mode = _MODES[samples]
