@@ -224,12 +224,18 @@ def stopped(exc: KeyboardInterrupt) -> NoReturn:
     raise SystemExit(code)
 
 
+#: The standard descriptors that were closed when the program started (a
+#: server call is then run in-process, where that is what it meets).
+closed_streams: list[int] = []
+
+
 def _guard_standard_streams() -> None:
     """Reopen closed descriptors 0, 1 and 2 on harmless targets."""
     for descriptor in (0, 1, 2):
         try:
             os.fstat(descriptor)
         except OSError:
+            closed_streams.append(descriptor)
             if descriptor == 1:
                 # A pipe nobody reads: a write there fails (EPIPE), it never lands in a file.
                 reader, writer = os.pipe()
@@ -244,3 +250,7 @@ def _guard_standard_streams() -> None:
                 from imgconv.output import closed_stdout
 
                 sys.stdout = closed_stdout()  # writing to it is a clean error, not a silent no-op
+            elif descriptor == 2 and sys.stderr is None:
+                # Python left sys.stderr None, and click then writes errors to
+                # stdout, into the image a pipe carries: let them go nowhere.
+                sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115

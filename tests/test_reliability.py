@@ -8,6 +8,7 @@ import errno
 import os
 import random
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -399,3 +400,15 @@ def test_signals_at_random_moments_of_a_batch(tmp_path):
         assert all(not p.name.startswith(".") for p in written)
         for path in written:
             Image.open(path).load()
+
+
+def test_a_closed_stderr_keeps_errors_out_of_stdout(tmp_path):
+    """With stderr closed (``2>&-``) a usage error goes nowhere: stdout carries only what was asked of it."""
+    np.save(tmp_path / "m.npy", np.zeros((3, 3)))
+    done = subprocess.run(
+        ["sh", "-c", f"exec {shlex.quote(sys.executable)} -m imgconv apply -k nosuch m.npy - 2>&-"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (2, b"")

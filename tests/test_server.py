@@ -573,7 +573,9 @@ def test_a_killed_client_stops_its_call(server, env, tmp_path):
     )
     child = new_call(server, before)
     process.kill()
-    process.communicate(timeout=60)
+    # The call holds the client's stdout and stderr: they close when it ends.
+    # Like a killed in-process run, it ends without a word.
+    assert process.communicate(timeout=60) == (b"", b"")
     wait_until(lambda: not alive(child), "the orphaned call to stop", timeout=60)
     assert server.status()["running"] == []
     assert list((tmp_path / "out").iterdir()) == []
@@ -981,3 +983,21 @@ def test_import_time_variables():
         "TMPDIR": "/scratch",
     }
     assert sorted(protocol.import_time_env(env)) == ["IMGCONV_THREADS", "LC_ALL", "OMP_NUM_THREADS", "PYTHONHASHSEED"]
+
+
+@pytest.mark.parametrize("command", ["kernels list", "apply -k sharpen rgb.png -"])
+def test_a_closed_stdout_gives_the_in_process_error(server, env, workspace, command):
+    """A closed stdout (``>&-``) is reopened on a pipe nobody reads before the
+    client looks at it: the call must still meet what in-process meets."""
+    results = []
+    for served in (False, True):
+        environment = {**env, "IMGCONV_SERVER": "auto"} if served else env
+        done = subprocess.run(
+            ["sh", "-c", f"exec {shlex.quote(str(SCRIPT))} {command} >&-"],
+            cwd=workspace,
+            env=environment,
+            capture_output=True,
+            timeout=300,
+        )
+        results.append((done.returncode, done.stderr))
+    assert results[0] == results[1] == (1, b"Error: -: cannot write to standard output: it is closed\n")

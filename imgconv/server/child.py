@@ -270,7 +270,10 @@ def _watch(conn: socket.socket, finished: threading.Event) -> None:
         if message is None:
             if not finished.is_set():
                 # The client is gone (killed, or its terminal closed): stop the
-                # call the way SIGTERM stops it in-process, cleaning up.
+                # call the way SIGTERM stops it in-process, cleaning up, and
+                # silently: a killed process has nothing more to say on the
+                # terminal it shared, and nobody waits for its words.
+                sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the call
                 os.kill(os.getpid(), signal.SIGTERM)
             return
         if message.get("type") == "signal":

@@ -72,6 +72,10 @@ def in_process(reason: str) -> int | None:
 
 def call_request(argv: list[str]) -> dict | None:
     """Everything the child needs to act as this process would; None if it cannot."""
+    from imgconv.entry import closed_streams
+
+    if closed_streams:  # reopened by imgconv.entry; in-process, a closed stdout is a clean error
+        return None
     try:
         cwd = os.getcwd()
         here = os.stat(cwd)
