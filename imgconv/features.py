@@ -51,13 +51,16 @@ def feature_maps(
     Conv2D with ``padding='same'``), then ReLU, then max pooling (stride =
     size, ``valid``, as ``MaxPooling2D``).  A window larger than the image
     is refused before any map is computed."""
-    from imgconv.pipeline import convolve
+    from imgconv.filtering import convolve
     from imgconv.pooling import PoolOptions, check_pool_fits, pool_planes
 
     window = None
     if pool_size is not None:
         window = PoolOptions(size=pool_size)
-        check_pool_fits(image.shape[:2], size=window.window, padding="valid", subject=subject)
+        # features pools with 'valid' windows only: the way out is a smaller window
+        check_pool_fits(
+            image.shape[:2], size=window.window, padding="valid", subject=subject, remedy="give a smaller --pool"
+        )
     maps = []
     for kernel in kernels:
         values = convolve(image, [kernel])

@@ -174,7 +174,14 @@ def pool_shape(
     return rows, cols
 
 
-def check_pool_fits(shape: tuple[int, int], *, size: tuple[int, int], padding: str, subject: str | None = None) -> None:
+def check_pool_fits(
+    shape: tuple[int, int],
+    *,
+    size: tuple[int, int],
+    padding: str,
+    subject: str | None = None,
+    remedy: str | None = None,
+) -> None:
     """Refuse a ``valid`` pooling whose window is larger than the image: the
     file ``subject``'s failure, or without one the caller's ``padding``.
 
@@ -187,6 +194,8 @@ def check_pool_fits(shape: tuple[int, int], *, size: tuple[int, int], padding: s
         smaller = f"the image ({shape[0]}x{shape[1]}) is smaller than the pooling window ({size[0]}x{size[1]})"
         if subject is None:
             raise ParameterError(f"{smaller}, so 'valid' leaves nothing", parameter="padding", suggestion="same")
+        if remedy is not None:  # a caller without --padding (features) names its own way out
+            raise InputError(f"{smaller}; {remedy}", subject=subject)
         raise InputError(f"{smaller}, so --padding valid leaves nothing; use --padding same", subject=subject)
 
 
@@ -239,7 +248,7 @@ def pool(
     >>> pool(np.array([[1, 2, 3, 4, 5]]), size=(1, 2), padding='same', op='mean').tolist()
     [[1.5, 3.5, 5.0]]
     """
-    from imgconv.pipeline import image_array
+    from imgconv.filtering import image_array
 
     options = PoolOptions(size=size, stride=stride, padding=padding, op=op)
     return pool_planes(image_array(image), options)

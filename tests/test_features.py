@@ -140,3 +140,12 @@ class TestApplyRelu:
         assert (relu <= absolute).all() and (relu < absolute).any()
         # Non-negative values: abs and clip agree after ReLU.
         assert np.array_equal(relu, np.asarray(Image.open(tmp_path / "clip.png")))
+
+
+def test_a_pool_window_larger_than_the_image_names_features_own_option(run, small_gray, tmp_path):
+    result = run("features", small_gray, "-o", tmp_path / "sheet.png", "-k", "edge1", "--pool", "100")
+    assert result.exit_code == 1
+    assert result.stderr.strip().endswith(
+        "the image (48x64) is smaller than the pooling window (100x100); give a smaller --pool"
+    )
+    assert "--padding" not in result.stderr and not (tmp_path / "sheet.png").exists()
