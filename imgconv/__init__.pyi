@@ -6,6 +6,8 @@ from imgconv.errors import KernelError as KernelError
 from imgconv.errors import OutputError as OutputError
 from imgconv.errors import ParameterError as ParameterError
 from imgconv.errors import UsageFailure as UsageFailure
+from imgconv.filtering import convolve as convolve
+from imgconv.filtering import filter_image as filter_image
 from imgconv.finishing import Finish as Finish
 from imgconv.finishing import finish as finish
 from imgconv.jobs import OutputOptions as OutputOptions
@@ -18,8 +20,6 @@ from imgconv.kernels import gaussian as gaussian
 from imgconv.kernels import load_registry as load_registry
 from imgconv.kernels import parse_spec as parse_spec
 from imgconv.picture import Picture as Picture
-from imgconv.pipeline import convolve as convolve
-from imgconv.pipeline import filter_image as filter_image
 from imgconv.plan import FilterOptions as FilterOptions
 from imgconv.plan import FilterPlan as FilterPlan
 from imgconv.pooling import PoolOptions as PoolOptions

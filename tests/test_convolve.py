@@ -9,10 +9,10 @@ from scipy import signal
 
 from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.errors import ParameterError
+from imgconv.filtering import convolve
 from imgconv.finishing import Finish, finish
 from imgconv.kernels import load_registry, parse_spec
 from imgconv.padding import NUMPY_PAD_MODES, align_alpha
-from imgconv.pipeline import convolve
 from imgconv.plan import FilterOptions, FilterPlan
 
 # The blog post's scipy example: signal.convolve(A, B).

@@ -20,9 +20,9 @@ from imgconv import backends
 from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.cli import cli
 from imgconv.errors import UsageFailure
+from imgconv.filtering import convolve
 from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
-from imgconv.pipeline import convolve
 from imgconv.plan import FilterOptions, FilterPlan
 from imgconv.reading import read_picture
 

@@ -19,10 +19,10 @@ from imgconv import backends
 from imgconv.choices import BORDERS, GEOMETRIES
 from imgconv.cli import cli
 from imgconv.errors import ParameterError, UsageFailure
+from imgconv.filtering import convolve
 from imgconv.finishing import finish
 from imgconv.kernels import Kernel, load_registry, parse_spec
 from imgconv.limits import EXCERPT_CHARS, MESSAGE_CHARS
-from imgconv.pipeline import convolve
 from imgconv.plan import FilterOptions, FilterPlan
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -334,7 +334,7 @@ def test_random_specs_through_kernels_show(spec):
 @given(images(), kernels(), st.sampled_from(GEOMETRIES), st.sampled_from(BORDERS), st.booleans())
 def test_the_strip_route_gives_the_whole_image_bytes(image, kernel, geometry, border, correlate):
     """filter_image (what apply runs: strips, integer rounding) == finish(convolve(...))."""
-    from imgconv.pipeline import filter_image
+    from imgconv.filtering import filter_image
 
     mode, data, maxval = image
     if maxval is None or (geometry == "valid" and (kernel.shape[0] > data.shape[0] or kernel.shape[1] > data.shape[1])):
@@ -360,7 +360,7 @@ def test_tiny_weights_count_like_any_other(image, height, width, data, shift, ge
     """Integer weights times 2**-shift, divided again by --scale 2**-shift, give
     the integer kernel's own bytes on every backend: both steps are exact, so
     nothing may be lost (scipy.ndimage skips weights at or below DBL_EPSILON)."""
-    from imgconv.pipeline import filter_image
+    from imgconv.filtering import filter_image
 
     mode, pixels, maxval = image
     assume(maxval is not None and (geometry != "valid" or (height <= pixels.shape[0] and width <= pixels.shape[1])))

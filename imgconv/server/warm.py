@@ -30,6 +30,7 @@ PRELOAD = (
     "imgconv.writing",
     "imgconv.encoders",
     "imgconv.pipeline",
+    "imgconv.filtering",
     "imgconv.pooling",
     "imgconv.picture",
     "imgconv.features",
