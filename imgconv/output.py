@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -72,18 +73,65 @@ def temporary_name(target: str) -> str:
     return f".{stem}.{token}{TEMP_SUFFIX}"
 
 
+def special_file(target: str | os.PathLike[str]) -> bool:
+    """Whether ``target`` exists and is neither a regular file, a folder nor
+    a symbolic link: a device, a FIFO or a socket, which replacing would destroy.
+
+    A link is not followed: it is replaced by the new file, as ``mv`` does.
+
+    >>> special_file('/dev/null'), special_file('/no/such/file')
+    (True, False)
+    """
+    try:
+        info = os.lstat(target)
+    except (OSError, ValueError):
+        return False  # absent or unreachable: writing it says why
+    return not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode))
+
+
+#: Why a special file is refused as an output.
+NOT_REGULAR = "not a regular file; write to '-' for standard output"
+
+
+def check_target(target: str) -> None:
+    """Refuse, before any work, an existing output that is not a regular
+    file (``special_file``); ``-`` is standard output."""
+    if target != "-" and special_file(target):
+        raise UsageFailure(NOT_REGULAR, subject=target)
+
+
+def _folder_failure(folder: Path, exc: OSError) -> str:
+    blocker = None
+    for parent in (folder, *folder.parents):
+        try:
+            if parent.is_file():
+                blocker = parent
+                break
+        except OSError:  # a name too long to look at
+            continue
+    return f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
+
+
 def write_atomic(path: Path, payload: bytes | Callable[[BinaryIO], object]) -> None:
     """Write ``payload`` (bytes, or a function writing to a stream) to ``path``
-    atomically: complete or not at all, and nothing else left behind."""
+    atomically: complete or not at all, and nothing else left behind.
+
+    Every failure of the file system (a folder that cannot be made, a name
+    too long, a full disk) is an ``OutputError`` naming ``path``; an
+    existing device, FIFO or socket at ``path`` is refused, never replaced.
+    """
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
-        cause = f"{blocker} is a file, not a folder" if blocker else exc.strerror or str(exc)
-        raise OutputError(f"cannot create folder {folder}: {cause}", subject=str(path)) from None
-    if path.is_dir():
-        raise OutputError("is a directory", subject=str(path))
+        raise OutputError(f"cannot create folder {folder}: {_folder_failure(folder, exc)}", subject=str(path)) from None
+    try:
+        if path.is_dir():
+            raise OutputError("is a directory", subject=str(path))
+    except OSError as exc:  # e.g. a file name longer than the file system takes
+        raise OutputError(exc.strerror or str(exc), subject=str(path)) from None
+    if special_file(path):
+        raise OutputError(NOT_REGULAR, subject=str(path))
     try:
         sweep_once(folder)
         descriptor, temp = _create(folder, path.name)

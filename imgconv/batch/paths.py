@@ -191,8 +191,11 @@ def plan(inputs: Sequence[Input], output: str, *, kernel: str = "") -> list[Task
 def check_plan(tasks: Sequence[Task], *, in_place: bool) -> None:
     """Refuse, before any work, two inputs mapping to one output and
     outputs that would overwrite an input (unless ``in_place``)."""
+    from imgconv.output import check_target
+
     targets: dict[str, str] = {}
     for task in tasks:
+        check_target(task.target)
         if task.target == "-":
             if len(tasks) > 1:
                 raise UsageFailure("'-' (stdout) takes a single input", subject="--output")
@@ -211,6 +214,11 @@ def check_plan(tasks: Sequence[Task], *, in_place: bool) -> None:
     # another name (a hard link): writing it would replace the input too.
     sources = {os.path.realpath(t.source) for t in tasks if t.source != "-"}
     inodes = {found for t in tasks if t.source != "-" and (found := _inode(t.source)) is not None}
+    if any(t.source == "-" for t in tasks):
+        from imgconv.jobs import stdin_identity
+
+        if (found := stdin_identity()) is not None:
+            inodes.add(found)  # '-' reads a file: that file is an input too
     for task in tasks:
         if task.target == "-":
             continue
