@@ -14,6 +14,7 @@ time, each with the metadata the output may carry (none with ``strip``).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,13 +59,34 @@ class OutputOptions:
         return EncodeOptions(png_level=self.png_level, quality=self.quality)
 
 
+def stdin_identity() -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file standard input reads, or None (closed, or a stand-in stream)."""
+    import sys
+
+    try:
+        if sys.stdin is None:
+            return None
+        info = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return info.st_dev, info.st_ino
+
+
 def refuse_overwrite(source: str, target: str, *, in_place: bool) -> None:
-    """Never write over an input unless ``--in-place`` says so."""
-    if in_place or STDIO in (source, target):
+    """Never write over an input unless ``--in-place`` says so (``-``: the
+    file standard input reads); never replace a device, FIFO or socket."""
+    from imgconv.output import check_target
+
+    check_target(target)
+    if in_place or target == STDIO:
         return
     try:
-        same = os.path.exists(target) and os.path.samefile(source, target)
-    except OSError:
+        info = os.stat(target)
+        if source == STDIO:
+            same = stdin_identity() == (info.st_dev, info.st_ino)
+        else:
+            same = os.path.samefile(source, target)
+    except (OSError, ValueError):
         same = False
     if same:
         raise UsageFailure("is the input file; refusing to overwrite it (give --in-place to allow)", subject=target)
@@ -100,6 +122,13 @@ class FileJob:
     frames: FrameChoice = "all"
     memory: int | None = None
 
+    def __post_init__(self) -> None:
+        # Refused when the job is made, not only when a file happens to stream.
+        if self.memory is not None:
+            from imgconv.memory import budget
+
+            budget(self.memory)
+
     def __call__(self, source: str, target: str) -> None:
         from imgconv.reading import DEFAULT_MAX_PIXELS, read_frames
         from imgconv.writing import write_frames
@@ -119,7 +148,10 @@ class FileJob:
         #          native uint16 / float64); a --color change: +1 (8-bit: +2, Pillow's
         #          convert and its array).  PNG: 2 by imgconv's reader (inflated rows,
         #          unfiltered rows), 1 by libvips (its decode, copied out once).
-        #          Pillow's formats (JPEG, TIFF with EXIF folders, BMP, ...): 2 (its
+        #          TIFF of the kinds that stream (read by tifffile, as in strips): 1
+        #          (the stored samples), +1 for 16-bit or float (converted), +2 with
+        #          alpha (planes and alpha split off).
+        #          Pillow's formats (JPEG, other TIFFs, BMP, ...): 2 (its
         #          decode, the array made from it), +1 with alpha (planes split off).
         #   filter 1: the result, each strip finished into it; +1 float64 array per
         #          kernel before the last of a chain, +1 for --range normalize; alpha

@@ -26,6 +26,7 @@ up to ``BAND_CAP``: past a few tens of MiB, larger strips are not faster.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -67,8 +68,22 @@ def parse_size(text: str, *, parameter: str = "memory") -> int:
 
 
 def budget(memory: int | None = None) -> int:
-    """The budget in bytes: ``memory`` if given, else ``IMGCONV_MEMORY``, else 1 GiB."""
+    """The budget in bytes: ``memory`` if given, else ``IMGCONV_MEMORY``, else 1 GiB.
+
+    ``memory`` must be a positive integer (not a bool, not a float).
+
+    >>> budget(4096)
+    4096
+    >>> budget(1.5)
+    Traceback (most recent call last):
+    ...
+    imgconv.errors.ParameterError: memory: must be a whole number of bytes, got 1.5
+    """
     if memory is not None:
+        # A bool is an int to Python and a float may hold a fraction of a byte: neither is a size.
+        if isinstance(memory, bool) or not hasattr(type(memory), "__index__"):
+            raise ParameterError(f"must be a whole number of bytes, got {memory!r}", parameter="memory")
+        memory = operator.index(memory)
         if memory < 1:
             raise ParameterError(f"must be positive, got {memory}", parameter="memory")
         return memory
