@@ -166,6 +166,10 @@ def read_frames(
                 mapped = _map_pnm(name, size, color=color, subject=subject, max_pixels=max_pixels)
                 if mapped is not None:
                     return Frames("PPM", Animation(), _Once(mapped))
+            if size is not None and head[:4] in TIFF_SIGNATURES:
+                tiff = _read_tiff(name, color=color, subject=subject, max_pixels=max_pixels, frames=frames)
+                if tiff is not None:
+                    return Frames("TIFF", Animation(), _Once(tiff))
             owned = False
             return _open_image(stream, limit, subject, color=color, max_pixels=max_pixels, frames=frames)
         # Refuse what the first bytes already show is wrong, before reading the rest.
@@ -244,6 +248,34 @@ def _map_pnm(path: str, size: int, *, color: Color, subject: str, max_pixels: in
         planes, _ = convert_8bit(stored, color)  # the mapped samples themselves when no conversion is asked
         return Picture(planes, None, "PPM", 8)
     return to_color(Picture(stored.astype(np.uint16), None, "PPM", 16), color)
+
+
+#: The first bytes of a TIFF and a BigTIFF, either byte order.
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _read_tiff(path: str, *, color: Color, subject: str, max_pixels: int, frames: FrameChoice) -> Picture | None:
+    """A TIFF that the strip route reads (``sources.open_source``), read
+    whole through the same reader (tifffile), so both routes give the same
+    pixels: a sparse tile is zeros on both, and a damaged strip is one
+    ``InputError`` on both.  None leaves the file to Pillow: any other
+    TIFF, later pages asked for (``frames='all'`` of several), or more
+    than ``max_pixels`` (Pillow's route refuses it in its words)."""
+    from imgconv.sources import open_source
+
+    opened = open_source(path, color=color, max_pixels=max_pixels)
+    if opened is None:
+        return None
+    with opened:
+        if opened.format != "TIFF" or (opened.pages > 1 and frames == "all"):
+            return None
+        if opened.height == 0 or opened.width == 0:
+            return None  # Pillow's route says the image has no pixels
+        metadata = opened.metadata()
+        planes, alpha = opened.convert(opened.samples.read(0, opened.height))
+    if planes.dtype.kind == "f" and not np.isfinite(planes).all():
+        raise InputError("float image holds NaN or infinite values", subject=subject)
+    return Picture(planes, alpha, "TIFF", opened.depth, metadata=metadata)
 
 
 def _open_image(

@@ -42,11 +42,19 @@ if TYPE_CHECKING:
 _HEAD = 64
 
 
+def _cause(exc: BaseException) -> str:
+    """A codec's message on one line, without a repeated ``error:`` prefix."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    while text.lower().startswith("error: "):
+        text = text[7:]
+    return text
+
+
 class _TiffSamples(Samples):
     """A TIFF page's samples, decoded strip by strip or tile row by tile row."""
 
-    def __init__(self, tiff: Any, page: Any) -> None:
-        self.tiff, self.page = tiff, page
+    def __init__(self, tiff: Any, page: Any, path: str) -> None:
+        self.tiff, self.page, self.path = tiff, page, path
         self.height, self.width = int(page.imagelength), int(page.imagewidth)
         self.samples = int(page.samplesperpixel)
         self.dtype = np.dtype(page.dtype)
@@ -80,13 +88,23 @@ class _TiffSamples(Samples):
         offsets = [page.dataoffsets[i] for i in indices]
         counts = [page.databytecounts[i] for i in indices]
         handle = self.tiff.filehandle
-        for data, number in handle.read_segments(offsets, counts, indices=indices, sort=True, flat=True):
-            segment, (_, _, _, x, _), _ = page.decode(data, number, _fullsize=self.tiled)
-            if segment is None:
-                continue  # a missing segment reads as zeros, as in tifffile and libtiff
-            segment = segment.reshape(segment.shape[-3:])
-            width = min(segment.shape[1], self.width - x)
-            block[:, x : x + width] = segment[:rows, :width]
+        try:
+            for data, number in handle.read_segments(offsets, counts, indices=indices, sort=True, flat=True):
+                segment, (_, _, _, x, _), _ = page.decode(data, number, _fullsize=self.tiled)
+                if segment is None:
+                    continue  # a missing segment reads as zeros, as in tifffile and libtiff
+                segment = segment.reshape(segment.shape[-3:])
+                width = min(segment.shape[1], self.width - x)
+                block[:, x : x + width] = segment[:rows, :width]
+        except MemoryError:
+            raise
+        except Exception as exc:
+            # A damaged file (a truncated or corrupt strip) fails in the codec, in
+            # tifffile or in reshaping what it gave: the file's error, not ours.
+            what = "tile row" if self.tiled else "strip"
+            raise InputError(
+                f"cannot decode the image ({what} {index + 1}: {_cause(exc)})", subject=self.path
+            ) from None
         self._cached = (index, block)
         return block
 
@@ -241,18 +259,29 @@ def convert_8bit(raw: np.ndarray, color: Color) -> tuple[np.ndarray, np.ndarray 
     return array, None
 
 
-def open_source(path: str, *, color: Color = "auto") -> Source | None:
+def open_source(path: str, *, color: Color = "auto", max_pixels: int | None = None) -> Source | None:
     """The file at ``path`` opened for reading in strips, or None when it
-    must be decoded whole (any other format, or a variant this module does
-    not read exactly as the whole-image route does)."""
+    must be decoded whole (not a regular file, any other format, or a
+    variant this module does not read exactly as the whole-image route does).
+
+    ``max_pixels`` given, a TIFF declaring more pixels gives None before
+    any of it is decoded (the whole-image route refuses it in its words)."""
+    import stat
+
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            # A pipe, a FIFO or a device can be read only once: the whole-image
+            # route reads it (through its bounded read); probing it here would
+            # consume its head, or wait for a writer that comes only once.
+            return None
+        size = info.st_size
         with open(path, "rb") as handle:
             head = handle.read(_HEAD)
     except OSError:
         return None  # the whole-image route reports it in its own words
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        opened = _open_tiff(path)
+        opened = _open_tiff(path, max_pixels)
     elif head.startswith(b"\x93NUMPY"):
         opened = open_npy(path, size)
     elif head[:2] in (b"P5", b"P6"):
@@ -278,8 +307,9 @@ def open_source(path: str, *, color: Color = "auto") -> Source | None:
     )
 
 
-def _open_tiff(path: str) -> tuple[str, Samples, int | None, int] | None:
-    """A TIFF whose first page tifffile decodes as Pillow would read it."""
+def _open_tiff(path: str, max_pixels: int | None = None) -> tuple[str, Samples, int | None, int] | None:
+    """A TIFF whose first page tifffile decodes as Pillow would read it
+    (within ``max_pixels``, if given)."""
     try:
         import tifffile
     except ImportError:  # pragma: no cover - tifffile is a dependency
@@ -295,7 +325,10 @@ def _open_tiff(path: str) -> tuple[str, Samples, int | None, int] | None:
         if depth == 0:
             tiff.close()
             return None
-        samples = _TiffSamples(tiff, page)
+        samples = _TiffSamples(tiff, page, path)
+        if max_pixels is not None and samples.height * samples.width > max_pixels:
+            tiff.close()
+            return None
         if page.compression == 1 and not page.is_tiled and _contiguous(page, samples):
             # Uncompressed and stored in row order: read exactly the rows asked for.
             dtype = np.dtype(page.dtype).newbyteorder(tiff.byteorder)
