@@ -316,7 +316,16 @@ REGISTRIES = [
     ),
 ]
 
+LONG_NAME = "0" * 300  # more than the 255 bytes a file name may have
+
 OUTPUTS = [
+    Case("a file name too long", f"{APPLY} {{c}}/good.png {{o}}/{LONG_NAME}.png", 1, ("File name too long",)),
+    Case(
+        "a folder name too long",
+        f"{APPLY} {{c}}/good.png {{o}}/{LONG_NAME}/x.png",
+        1,
+        (f"{{o}}/{LONG_NAME}/x.png: cannot create folder", "File name too long"),
+    ),
     Case(
         "folder under a regular file",
         f"{APPLY} {{c}}/good.png {{c}}/blocker/x.png",
