@@ -123,11 +123,11 @@ class FileJob:
     memory: int | None = None
 
     def __post_init__(self) -> None:
-        # Refused when the job is made, not only when a file happens to stream.
-        if self.memory is not None:
-            from imgconv.memory import budget
+        # Refused when the job is made, not only when a file happens to stream:
+        # ``memory=`` and, without it, an IMGCONV_MEMORY that is not a size.
+        from imgconv.memory import budget
 
-            budget(self.memory)
+        budget(self.memory)
 
     def __call__(self, source: str, target: str) -> None:
         from imgconv.reading import DEFAULT_MAX_PIXELS, read_frames

@@ -544,6 +544,13 @@ STRICT = [
         ("IMGCONV_MAX_KERNEL", "'abc' is not a whole number"),
         env={"IMGCONV_MAX_KERNEL": "abc"},
     ),
+    Case(  # checked for every file, not only for one that streams (good.png does not)
+        "IMGCONV_MEMORY that is not a size",
+        f"{APPLY} {IMAGE_ARGS}",
+        2,
+        ("IMGCONV_MEMORY", "'abc' is not a size"),
+        env={"IMGCONV_MEMORY": "abc"},
+    ),
     Case(
         "IMGCONV_THREADS of 0",
         f"{APPLY} {IMAGE_ARGS}",
