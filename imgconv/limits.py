@@ -99,11 +99,17 @@ def _printable(text: str) -> str:
 
 
 def bounded_message(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """Any message, cut to ``limit`` characters by eliding its middle (a last resort).
+    r"""Any message on one line (control characters, such as a newline in a
+    file's name, written as escapes), cut to ``limit`` characters by eliding
+    its middle (a last resort).
 
     >>> len(bounded_message('x' * 5000)) <= MESSAGE_CHARS
     True
+    >>> print(bounded_message('a\nb.png: no such file'))
+    a\nb.png: no such file
     """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     if len(text) <= limit:
         return text
     half = (limit - 40) // 2

@@ -150,6 +150,8 @@ IMAGES = [
     ),
     Case("directory as input", f"{APPLY} {{c}}/folder.png {{o}}/x.png", 1, ("{c}/folder.png", "is a directory")),
     Case("missing file", f"{APPLY} {{c}}/no-such.png {{o}}/x.png", 1, ("{c}/no-such.png", "no such file")),
+    # A message stays one line whatever a name holds.
+    Case("newline in a name", f"{APPLY} '{{c}}/no\nsuch.png' {{o}}/x.png", 1, ("{c}/no\\nsuch.png: no such file",)),
     Case("glob matching nothing", f"{APPLY} '{{c}}/*.nothing' -o {{o}}/", 2, ("{c}/*.nothing", "no file matches")),
     Case(
         "npy with a malformed header",
