@@ -631,6 +631,8 @@ def test_what_the_server_cannot_honour_runs_in_process(server, env, workspace, t
     )
     assert done.returncode == 0, done.stderr
     assert b"imgconv: server: running in-process: the server declined" in done.stderr
+    if why == "python flags":
+        assert b"the client's interpreter flags (sys.flags) differ from the server's" in done.stderr
     after = server.status()
     assert (after["served"], after["declined"]) == (before["served"], before["declined"] + 1)
     in_process = tmp_path / "in-process.png"

@@ -15,6 +15,17 @@ from dataclasses import dataclass
 from imgconv.server import protocol
 from imgconv.server.warm import install_stamp, stamp_paths
 
+#: Why a call runs in-process, for each field of ``protocol.identity()`` that differs.
+_IDENTITY_DIFFERS = {
+    "protocol": "the client speaks another protocol version than the server",
+    "executable": "the client runs another interpreter than the server",
+    "python": "the client runs another Python version than the server",
+    "flags": "the client's interpreter flags (sys.flags) differ from the server's",
+    "path": "the client's import path differs from the server's",
+    "package": "the client's imgconv folder differs from the server's",
+    "version": "the client's imgconv version differs from the server's",
+}
+
 
 @dataclass
 class Admission:
@@ -46,7 +57,7 @@ class Admission:
         theirs = request.get("identity") or {}
         for key, mine in self.identity.items():
             if theirs.get(key) != mine:
-                return f"the client's {key} differs from the server's", False
+                return _IDENTITY_DIFFERS.get(key, f"the client's {key} differs from the server's"), False
         env = protocol.import_time_env(request.get("env") or {})
         if env != self.import_env:
             names = sorted(k for k in set(env) | set(self.import_env) if env.get(k) != self.import_env.get(k))
