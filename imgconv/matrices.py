@@ -115,7 +115,7 @@ def as_matrix(array: np.ndarray, kind: str, subject: str) -> Picture:
 
 def _parse_text_matrix(data: bytes, *, delimiter: str | None, subject: str, max_pixels: int) -> np.ndarray:
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is not a value
     except UnicodeDecodeError:
         raise InputError("not a text matrix (not UTF-8)", subject=subject) from None
     # Values gather in one float64 array (8 bytes each, not a Python float
@@ -128,6 +128,10 @@ def _parse_text_matrix(data: bytes, *, delimiter: str | None, subject: str, max_
             continue
         cells = line.split(delimiter) if delimiter else line.split()
         try:
+            if "_" in line or not line.isascii():  # float() also takes '1_000' and other scripts' digits
+                for cell in cells:
+                    if not _DECIMAL.fullmatch(cell.strip()):
+                        raise ValueError(cell)
             values.extend(float(c) for c in cells)
         except ValueError:
             bad = next(c for c in cells if not _is_float(c))
@@ -145,9 +149,9 @@ def _parse_text_matrix(data: bytes, *, delimiter: str | None, subject: str, max_
     return np.frombuffer(values, dtype=np.float64).reshape(-1, width).copy()
 
 
+#: A value as the matrix formats write it: ASCII decimal, exponent, or nan/inf.
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
+
+
 def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _DECIMAL.fullmatch(text.strip()) is not None

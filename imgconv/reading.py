@@ -213,7 +213,7 @@ def _sniff(data: bytes) -> Format | None:
     """The matrix format of stdin's bytes, or None for an image."""
     if data.startswith(b"\x93NUMPY"):
         return by_name("NPY")
-    head = data[:4096]
+    head = data[:4096].removeprefix(b"\xef\xbb\xbf")  # a spreadsheet's byte-order mark
     try:
         text = head.decode("ascii")
     except UnicodeDecodeError:

@@ -179,6 +179,15 @@ IMAGES = [
         1,
         ("{c}/words.csv", "line 2: 'four' is not a number"),
     ),
+    Case(
+        "CSV with 1_000",
+        f"{APPLY} {{c}}/underscore.csv {{o}}/x.csv",
+        1,
+        ("{c}/underscore.csv", "'1_000' is not a number"),
+    ),
+    Case(
+        "CSV with other digits", f"{APPLY} {{c}}/other-digits.csv {{o}}/x.csv", 1, ("{c}/other-digits.csv", "line 2:")
+    ),
     Case("text matrix not in UTF-8", f"{APPLY} {{c}}/latin1.txt {{o}}/x.txt", 1, ("{c}/latin1.txt", "not UTF-8")),
 ]
 

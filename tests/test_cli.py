@@ -328,3 +328,14 @@ def test_a_matrix_of_many_channels_goes_only_where_they_fit(run, tmp_path, chann
         held = "gray or RGB, with or without alpha" if alpha else "gray or RGB"
         assert f"holds {held}; this result has {channels} channels, write .tif or .npy" in result.stderr
         assert result.stderr.count("\n") <= 4 and not target.exists()
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_a_csv_with_a_byte_order_mark_is_read(run, tmp_path, stdin):
+    """Spreadsheets save UTF-8 CSV with a byte-order mark; it is not part of the first value."""
+    data = b"\xef\xbb\xbf1,2\n3,4\n"
+    (tmp_path / "m.csv").write_bytes(data)
+    args = ("-", "-") if stdin else (tmp_path / "m.csv", "-")
+    result = run("apply", "-k", "1", *args, "--format", "csv", input=data if stdin else None)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "1,2\n3,4\n"

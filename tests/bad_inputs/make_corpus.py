@@ -118,6 +118,8 @@ def images(folder: Path) -> None:
     (folder / "ragged.csv").write_text("1,2,3\n4,5\n")
     (folder / "nan.csv").write_text("1,2\nnan,4\n")
     (folder / "words.csv").write_text("1,2\n3,four\n")
+    (folder / "underscore.csv").write_text("1_000,2\n3,4\n")  # Python's float() takes it; no matrix format writes it
+    (folder / "other-digits.csv").write_text("1,2\n3,\u0661\n")  # an Arabic-Indic one
     (folder / "latin1.txt").write_bytes("1 2\n3 \xb5\n".encode("latin-1"))
 
     (folder / "folder.png").mkdir()
