@@ -361,8 +361,8 @@ def as_typed(message: str, typed: Task, shipped: Task) -> str:
     >>> typed, shipped = Task('in/a.png', 'out/a.png'), Task('/w/in/a.png', '/w/out/a.png')
     >>> as_typed('/w/out/a.png: cannot create folder /w/out: denied', typed, shipped)
     'out/a.png: cannot create folder out: denied'
-    >>> as_typed('/work/x: /w/in/a.png: bad', Task('in/a.png', 'a.png'), Task('/w/in/a.png', '/w/a.png'))
-    '/work/x: in/a.png: bad'
+    >>> as_typed('/srv/x: /w/in/a.png: bad', Task('in/a.png', 'a.png'), Task('/w/in/a.png', '/w/a.png'))
+    '/srv/x: in/a.png: bad'
     """
     import re
 
